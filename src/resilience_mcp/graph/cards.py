@@ -1,0 +1,331 @@
+"""The owner answer and the service card: what an agent asks first about anything."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import SQLModel, col, select
+
+from resilience_mcp import models as m
+from resilience_mcp.errors import NotFoundError
+from resilience_mcp.graph.catalog import LOOKUP_KINDS, CatalogGraph
+from resilience_mcp.graph.names import Resolved
+from resilience_mcp.graph.owners import find_on_call, find_owner
+from resilience_mcp.models.catalog import (
+    DependencyEdge,
+    DeploymentBrief,
+    FlagBrief,
+    IncidentBrief,
+    OwnerAnswer,
+    Provenance,
+    RunningIn,
+    ServiceCard,
+)
+from resilience_mcp.models.common import OnCallNow, OwnerSummary, PageInfo, PersonSummary
+from resilience_mcp.models.kinds import canonical_kind
+from resilience_mcp.store import Store
+
+__all__ = [
+    "OPEN_STATUSES",
+    "flag_state_text",
+    "get_owner",
+    "get_service",
+    "owner_summary",
+    "person_summary",
+    "resolve_entity",
+]
+
+OPEN_STATUSES = ("investigating", "identified", "monitoring", "mitigated")
+# Kinds whose entities live in the store's history rather than the graph.
+HISTORY_KINDS: dict[str, type[m.Entity]] = {
+    "Incident": m.Incident,
+    "Deployment": m.Deployment,
+    "Postmortem": m.Postmortem,
+    "RemediationTask": m.RemediationTask,
+}
+
+
+def person_summary(graph: CatalogGraph, name: str) -> PersonSummary:
+    person = graph.people.get(name)
+    if person is None:
+        return PersonSummary(name=name)
+    return PersonSummary(name=name, title=person.title, email=person.email, handle=person.handle)
+
+
+def owner_summary(graph: CatalogGraph, kind: str, name: str, at: datetime) -> OwnerSummary:
+    """The owner of `kind:name` with how it was inherited and who is on call at `at`."""
+    found = find_owner(graph, kind, name)
+    if found.owner is None:
+        return OwnerSummary(owner=None, path=found.path)
+    summary = OwnerSummary(
+        owner=found.owner,
+        owner_kind=found.owner_kind,
+        inherited=found.inherited,
+        inherited_from=found.path[-1] if found.inherited else None,
+        path=found.path,
+    )
+    team = graph.teams.get(found.owner)
+    if team is None:
+        person = graph.people.get(found.owner)
+        summary.title = person.title if person else None
+        return summary
+    summary.title = team.title
+    summary.chat_channel = team.chat_channel
+    summary.escalation = team.escalation or team.email
+    # A team without a rotation of its own escalates to the nearest parent that has one.
+    current: str | None = team.name
+    seen: set[str] = set()
+    while current and current not in seen:
+        seen.add(current)
+        shifts = find_on_call(graph, current, at)
+        if shifts:
+            summary.on_call = [
+                OnCallNow(
+                    rotation=s.rotation,
+                    team=s.team,
+                    person=person_summary(graph, s.person),
+                    shift_start=s.start,
+                    shift_end=s.end,
+                    is_override=s.is_override,
+                )
+                for s in shifts
+            ]
+            summary.on_call_from = None if current == team.name else current
+            break
+        parent = graph.teams.get(current)
+        current = parent.parent if parent else None
+    return summary
+
+
+def resolve_entity(
+    graph: CatalogGraph, name: str, kinds: tuple[str, ...] = LOOKUP_KINDS
+) -> Resolved:
+    """A catalog entity by forgiving name; `kind:name` narrows the kinds."""
+    if ":" in name:
+        prefix, rest = name.split(":", 1)
+        kind = canonical_kind(prefix)
+        if kind is not None:
+            return graph.names.resolve(rest, [kind])
+    return graph.names.resolve(name, kinds)
+
+
+async def get_owner(
+    store: Store, graph: CatalogGraph, name: str, at: datetime, *, limit: int = 20
+) -> OwnerAnswer:
+    """Who owns `name` (any kind, or an incident, deployment, postmortem or task key)."""
+    try:
+        resolved = resolve_entity(graph, name)
+    except NotFoundError:
+        history = await _owner_from_history(store, graph, name)
+        if history is None:
+            raise
+        resolved = history
+
+    summary = owner_summary(graph, resolved.kind, resolved.name, at)
+    if resolved.kind in HISTORY_KINDS:
+        summary = await _history_owner(store, graph, resolved, at)
+
+    members = sorted(graph.team_members.get(summary.owner or "", ()))
+    team = graph.teams.get(summary.owner or "")
+    return OwnerAnswer(
+        name=resolved.name,
+        kind=resolved.kind,
+        corrected_from=resolved.corrected_from,
+        owner=summary,
+        parent_team=team.parent if team else None,
+        members=[person_summary(graph, p) for p in members[:limit]],
+        members_page=PageInfo.of(len(members), min(limit, len(members))),
+    )
+
+
+async def _owner_from_history(store: Store, graph: CatalogGraph, name: str) -> Resolved | None:
+    async with store.session() as session:
+        for kind, table in HISTORY_KINDS.items():
+            found = await session.execute(
+                select(table.name).where(col(table.name).in_([name, name.upper()]))
+            )
+            if (key := found.scalars().first()) is not None:
+                return Resolved(key, kind)
+    return None
+
+
+async def _history_owner(
+    store: Store, graph: CatalogGraph, resolved: Resolved, at: datetime
+) -> OwnerSummary:
+    """Deployments, incidents, postmortems and tasks take the owner of what they concern."""
+    async with store.session() as session:
+        table = HISTORY_KINDS[resolved.kind]
+        row: SQLModel | None = await session.get(table, resolved.name)
+        ref = f"{resolved.kind}:{resolved.name}"
+        parent: tuple[str, str] | None = None
+        if isinstance(row, m.RemediationTask) and row.owner:
+            summary = owner_summary(graph, "Team", row.owner, at)
+            summary.path = [ref, *summary.path]
+            return summary
+        if isinstance(row, m.Deployment):
+            parent = ("Service", row.service)
+        elif isinstance(row, m.Postmortem | m.RemediationTask) and row.incident:
+            parent = ("Incident", row.incident)
+        elif isinstance(row, m.Incident):
+            services = await _incident_services(session, row.name)
+            ranked = sorted(
+                services, key=lambda s: (getattr(graph.services.get(s), "tier", None) or 9, s)
+            )
+            parent = ("Service", ranked[0]) if ranked else None
+    if parent is None:
+        return OwnerSummary(owner=None, path=[ref])
+    if parent[0] == "Incident":
+        summary = await _history_owner(store, graph, Resolved(parent[1], "Incident"), at)
+    else:
+        summary = owner_summary(graph, parent[0], parent[1], at)
+    summary.path = [ref, *summary.path]
+    summary.inherited = summary.owner is not None
+    summary.inherited_from = summary.inherited_from or (
+        summary.path[1] if len(summary.path) > 1 else None
+    )
+    return summary
+
+
+async def _incident_services(session: object, key: str) -> list[str]:
+    result = await session.execute(  # type: ignore[attr-defined]
+        select(m.IncidentLink.target).where(
+            col(m.IncidentLink.incident) == key, col(m.IncidentLink.kind) == "service"
+        )
+    )
+    return sorted(set(result.scalars().all()))
+
+
+def flag_state_text(state: m.FlagState) -> str:
+    if not state.enabled:
+        return "off"
+    if state.variant:
+        return f"on ({state.variant})"
+    if state.rollout is not None and state.rollout < 100:
+        return f"on {state.rollout:g}%"
+    return "on"
+
+
+async def get_service(
+    store: Store, graph: CatalogGraph, name: str, at: datetime, *, limit: int = 15
+) -> ServiceCard:
+    """One card for a service: owner, tier, links, neighbours, where it runs, flags, incidents."""
+    resolved = resolve_entity(graph, name, ("Service",))
+    svc = graph.services[resolved.name]
+    deps = graph.dependencies
+
+    def edge(other: str, data: dict[str, object]) -> DependencyEdge:
+        node = graph.services.get(other)
+        return DependencyEdge(
+            service=other,
+            kind=str(data.get("kind", "sync")),
+            hard=bool(data.get("hard", True)),
+            tier=node.tier if node else None,
+            type=node.type if node else None,
+        )
+
+    def ranked(edges: list[DependencyEdge]) -> list[DependencyEdge]:
+        return sorted(edges, key=lambda e: (not e.hard, e.tier or 9, e.service))
+
+    down = ranked([edge(t, d) for _, t, d in deps.out_edges(svc.name, data=True)])
+    up = ranked([edge(s, d) for s, _, d in deps.in_edges(svc.name, data=True)])
+    flag_names = graph.service_flags.get(svc.name, set()).union(
+        *(graph.feature_flags.get(f, set()) for f in graph.service_features.get(svc.name, ()))
+    )
+    flags = sorted(
+        (graph.flags[f] for f in flag_names if f in graph.flags),
+        key=lambda f: (f.purpose != "kill-switch", f.key),
+    )
+    system = graph.systems.get(svc.system or "")
+
+    incidents, deployments = await _service_history(store, svc.name)
+    return ServiceCard(
+        name=svc.name,
+        corrected_from=resolved.corrected_from,
+        title=svc.title,
+        description=svc.description,
+        type=svc.type,
+        tier=svc.tier,
+        lifecycle=svc.lifecycle,
+        system=svc.system,
+        domain=system.domain if system else None,
+        owner=owner_summary(graph, "Service", svc.name, at),
+        repository=svc.repository,
+        runbook=svc.runbook,
+        dashboards=list(svc.dashboards),
+        tags=list(svc.tags),
+        depends_on=down[:limit],
+        depends_on_page=PageInfo.of(len(down), min(limit, len(down))),
+        dependents=up[:limit],
+        dependents_page=PageInfo.of(len(up), min(limit, len(up))),
+        environments=[
+            RunningIn(environment=i.environment, version=i.version, replicas=i.replicas)
+            for i in sorted(graph.instances.get(svc.name, {}).values(), key=lambda i: i.environment)
+        ],
+        features=sorted(graph.service_features.get(svc.name, ())),
+        flags=[
+            FlagBrief(
+                name=f.name,
+                key=f.key,
+                purpose=f.purpose,
+                feature=f.feature,
+                states={
+                    env: flag_state_text(st)
+                    for env, st in sorted(graph.flag_states.get(f.name, {}).items())
+                },
+            )
+            for f in flags[:limit]
+        ],
+        flags_page=PageInfo.of(len(flags), min(limit, len(flags))),
+        open_incidents=incidents,
+        recent_deployments=deployments,
+        provenance=Provenance(source=svc.source, synced_at=svc.synced_at),
+    )
+
+
+async def _service_history(
+    store: Store, service: str
+) -> tuple[list[IncidentBrief], list[DeploymentBrief]]:
+    async with store.session() as session:
+        open_rows = await session.execute(
+            select(m.Incident)
+            .join(m.IncidentLink, col(m.IncidentLink.incident) == col(m.Incident.name))
+            .where(
+                col(m.IncidentLink.kind) == "service",
+                col(m.IncidentLink.target) == service,
+                col(m.Incident.status).in_(OPEN_STATUSES),
+            )
+            .order_by(col(m.Incident.started_at).desc())
+            .limit(10)
+        )
+        incidents = [
+            IncidentBrief(
+                key=i.name,
+                title=i.title,
+                severity=i.severity,
+                status=i.status,
+                started_at=i.started_at,
+                resolved_at=i.resolved_at,
+            )
+            for i in dict.fromkeys(open_rows.scalars().all())
+        ]
+        dep_rows = await session.execute(
+            select(m.Deployment)
+            .where(col(m.Deployment.service) == service)
+            .order_by(col(m.Deployment.deploy_time).desc())
+            .limit(5)
+        )
+        deployments = [deployment_brief(d) for d in dep_rows.scalars().all()]
+    return incidents, deployments
+
+
+def deployment_brief(d: m.Deployment) -> DeploymentBrief:
+    return DeploymentBrief(
+        name=d.name,
+        service=d.service,
+        environment=d.environment,
+        version=d.version,
+        status=d.status,
+        deploy_time=d.deploy_time,
+        author=d.author,
+        commit=d.commit,
+    )

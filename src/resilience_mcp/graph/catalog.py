@@ -1,0 +1,245 @@
+"""An in-memory view of the catalog: the entities, their links, and the dependency graph.
+
+Built from the store in one pass (a handful of whole-table reads), kept by `GraphCache`
+until the store's catalog version moves, and never rebuilt per call. History (deployments,
+incidents, measurements) stays in the store and is queried where needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import networkx as nx
+from sqlalchemy import select
+from sqlmodel import SQLModel
+
+from resilience_mcp import models as m
+from resilience_mcp.graph.names import NameIndex
+from resilience_mcp.store import Store
+
+__all__ = ["LOOKUP_KINDS", "CatalogGraph", "GraphCache", "build_graph"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=SQLModel)
+
+# The kinds a bare name is looked up in, most asked-about first.
+LOOKUP_KINDS = (
+    "Service",
+    "Team",
+    "System",
+    "Domain",
+    "Feature",
+    "FeatureFlag",
+    "Person",
+    "Customer",
+    "Environment",
+    "OnCall",
+)
+
+
+@dataclass
+class CatalogGraph:
+    version: int
+    services: dict[str, m.Service] = field(default_factory=dict)
+    teams: dict[str, m.Team] = field(default_factory=dict)
+    people: dict[str, m.Person] = field(default_factory=dict)
+    systems: dict[str, m.System] = field(default_factory=dict)
+    domains: dict[str, m.Domain] = field(default_factory=dict)
+    environments: dict[str, m.Environment] = field(default_factory=dict)
+    features: dict[str, m.Feature] = field(default_factory=dict)
+    flags: dict[str, m.FeatureFlag] = field(default_factory=dict)
+    customers: dict[str, m.Customer] = field(default_factory=dict)
+    rotations: dict[str, m.OnCallRotation] = field(default_factory=dict)
+
+    # Edges point from the dependent service to what it depends on.
+    dependencies: nx.DiGraph = field(default_factory=nx.DiGraph)
+    team_members: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    person_teams: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    team_children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    instances: dict[str, dict[str, m.ServiceInstance]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    env_children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    feature_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    service_features: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    flag_states: dict[str, dict[str, m.FlagState]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    feature_flags: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    service_flags: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    flag_by_key: dict[str, str] = field(default_factory=dict)
+    customer_features: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    feature_customers: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    customer_environments: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    environment_customers: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    team_rotations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    overrides: dict[str, list[m.OnCallOverride]] = field(default_factory=lambda: defaultdict(list))
+    system_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    names: NameIndex = field(default_factory=NameIndex)
+
+    def entities(self, kind: str) -> dict[str, Any]:
+        """The entities of one kind by name."""
+        by_kind: dict[str, dict[str, Any]] = {
+            "Service": self.services,
+            "Team": self.teams,
+            "Person": self.people,
+            "System": self.systems,
+            "Domain": self.domains,
+            "Environment": self.environments,
+            "Feature": self.features,
+            "FeatureFlag": self.flags,
+            "Customer": self.customers,
+            "OnCall": self.rotations,
+        }
+        return by_kind.get(kind, {})
+
+    def environment_scope(self, environment: str) -> set[str]:
+        """An environment and every tenant or cell below it."""
+        scope, todo = set(), [environment]
+        while todo:
+            env = todo.pop()
+            if env not in scope:
+                scope.add(env)
+                todo.extend(self.env_children.get(env, ()))
+        return scope
+
+    def environment_lineage(self, environment: str) -> list[str]:
+        """An environment and the environments above it, nearest first."""
+        chain, env = [], environment
+        while env and env not in chain:
+            chain.append(env)
+            parent = self.environments.get(env)
+            env = parent.parent if parent and parent.parent else ""
+        return chain
+
+
+async def build_graph(store: Store) -> CatalogGraph:
+    """Read the catalog from the store into a `CatalogGraph`."""
+    started = time.perf_counter()
+    version = await store.catalog_version()
+    async with store.session() as session:
+
+        async def rows(table: type[T]) -> list[T]:
+            result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
+            return [cast(T, table.model_construct(**row._mapping)) for row in result]
+
+        graph = CatalogGraph(version=version)
+        graph.services = _by_name(await rows(m.Service))
+        graph.teams = _by_name(await rows(m.Team))
+        graph.people = _by_name(await rows(m.Person))
+        graph.systems = _by_name(await rows(m.System))
+        graph.domains = _by_name(await rows(m.Domain))
+        graph.environments = _by_name(await rows(m.Environment))
+        graph.features = _by_name(await rows(m.Feature))
+        graph.flags = _by_name(await rows(m.FeatureFlag))
+        graph.customers = _by_name(await rows(m.Customer))
+        graph.rotations = _by_name(await rows(m.OnCallRotation))
+        links: dict[type[SQLModel], list[Any]] = {
+            table: await rows(table)
+            for table in (
+                m.Dependency,
+                m.TeamMember,
+                m.ServiceInstance,
+                m.FeatureService,
+                m.FlagState,
+                m.CustomerFeature,
+                m.CustomerEnvironment,
+                m.OnCallOverride,
+            )
+        }
+    _link(graph, links)
+    logger.debug(
+        "built catalog graph v%d: %d services, %d edges in %.0f ms",
+        version,
+        len(graph.services),
+        graph.dependencies.number_of_edges(),
+        (time.perf_counter() - started) * 1000,
+    )
+    return graph
+
+
+def _by_name(rows: Iterable[Any]) -> dict[str, Any]:
+    return {row.name: row for row in rows}
+
+
+def _link(graph: CatalogGraph, links: dict[type[SQLModel], list[Any]]) -> None:
+    deps = graph.dependencies
+    deps.add_nodes_from(graph.services)
+    for dep in links[m.Dependency]:
+        if dep.source == dep.target:
+            continue
+        existing = deps.get_edge_data(dep.source, dep.target)
+        # The same edge declared twice counts as hard if either says so.
+        hard = dep.hard or bool(existing and existing["hard"])
+        deps.add_edge(dep.source, dep.target, kind=dep.kind, hard=hard, description=dep.description)
+
+    for member in links[m.TeamMember]:
+        graph.team_members[member.team].add(member.person)
+        graph.person_teams[member.person].add(member.team)
+    for team in graph.teams.values():
+        if team.parent:
+            graph.team_children[team.parent].add(team.name)
+    for inst in links[m.ServiceInstance]:
+        graph.instances[inst.service][inst.environment] = inst
+    for env in graph.environments.values():
+        if env.parent:
+            graph.env_children[env.parent].add(env.name)
+    for svc in graph.services.values():
+        if svc.system:
+            graph.system_services[svc.system].add(svc.name)
+
+    for fs in links[m.FeatureService]:
+        graph.feature_services[fs.feature].add(fs.service)
+        graph.service_features[fs.service].add(fs.feature)
+    for flag in graph.flags.values():
+        graph.flag_by_key[flag.key] = flag.name
+        if flag.feature:
+            graph.feature_flags[flag.feature].add(flag.name)
+        for service in flag.services:
+            graph.service_flags[service].add(flag.name)
+    for state in links[m.FlagState]:
+        graph.flag_states[state.flag][state.environment] = state
+
+    for cf in links[m.CustomerFeature]:
+        graph.customer_features[cf.customer].add(cf.feature)
+        graph.feature_customers[cf.feature].add(cf.customer)
+    for ce in links[m.CustomerEnvironment]:
+        graph.customer_environments[ce.customer].add(ce.environment)
+        graph.environment_customers[ce.environment].add(ce.customer)
+
+    for rotation in graph.rotations.values():
+        graph.team_rotations[rotation.team].append(rotation.name)
+    for override in links[m.OnCallOverride]:
+        graph.overrides[override.rotation].append(override)
+
+    for kind in LOOKUP_KINDS:
+        graph.names.add(kind, graph.entities(kind))
+
+
+class GraphCache:
+    """The current `CatalogGraph`, rebuilt only when the store's catalog version moves."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._graph: CatalogGraph | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> CatalogGraph:
+        version = await self.store.catalog_version()
+        graph = self._graph
+        if graph is not None and graph.version == version:
+            return graph
+        async with self._lock:
+            if self._graph is None or self._graph.version != version:
+                self._graph = await build_graph(self.store)
+            return self._graph
+
+    def invalidate(self) -> None:
+        self._graph = None

@@ -1,0 +1,6 @@
+"""The catalog's tables (`tables`) and the shapes tools answer with (one module per area)."""
+
+from resilience_mcp.models.tables import *  # noqa: F403
+from resilience_mcp.models.tables import __all__ as _tables
+
+__all__ = list(_tables)

@@ -1,0 +1,171 @@
+"""Answers about the catalog itself: owners, service cards, search."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from resilience_mcp.models.common import Answer, OwnerSummary, PageInfo, PersonSummary
+
+__all__ = [
+    "DependencyEdge",
+    "DeploymentBrief",
+    "FlagBrief",
+    "IncidentBrief",
+    "OwnerAnswer",
+    "Provenance",
+    "RunningIn",
+    "SearchAnswer",
+    "SearchHit",
+    "ServiceCard",
+]
+
+
+class Provenance(BaseModel):
+    source: str
+    synced_at: datetime
+    stale: bool = False
+
+
+class OwnerAnswer(Answer):
+    name: str
+    kind: str
+    corrected_from: str | None = Field(
+        default=None, description="What was asked, when it was taken as a near miss for `name`."
+    )
+    owner: OwnerSummary
+    parent_team: str | None = None
+    members: list[PersonSummary] = Field(default_factory=list)
+    members_page: PageInfo
+
+    def text(self) -> str:
+        asked = f" (taken for {self.corrected_from!r})" if self.corrected_from else ""
+        lines = [f"{self.kind} {self.name}{asked}: owner {self.owner.line()}"]
+        if self.owner.escalation:
+            lines.append(f"escalation: {self.owner.escalation}")
+        if self.members:
+            names = ", ".join(p.title or p.name for p in self.members)
+            lines.append(f"members: {names}{self.members_page.note('members')}")
+        return "\n".join(lines)
+
+
+class DependencyEdge(BaseModel):
+    service: str
+    kind: str
+    hard: bool
+    tier: int | None = None
+    type: str | None = None
+
+
+class RunningIn(BaseModel):
+    environment: str
+    version: str | None = None
+    replicas: int | None = None
+
+
+class FlagBrief(BaseModel):
+    name: str
+    key: str
+    purpose: str
+    feature: str | None = None
+    states: dict[str, str] = Field(
+        default_factory=dict, description="Environment -> on, off, a rollout % or a variant."
+    )
+
+
+class IncidentBrief(BaseModel):
+    key: str
+    title: str | None
+    severity: str
+    status: str
+    started_at: datetime
+    resolved_at: datetime | None = None
+
+
+class DeploymentBrief(BaseModel):
+    name: str
+    service: str
+    environment: str | None
+    version: str | None
+    status: str
+    deploy_time: datetime
+    author: str | None = None
+    commit: str | None = None
+
+
+class ServiceCard(Answer):
+    name: str
+    corrected_from: str | None = None
+    title: str | None = None
+    description: str | None = None
+    type: str
+    tier: int | None = None
+    lifecycle: str | None = None
+    system: str | None = None
+    domain: str | None = None
+    owner: OwnerSummary
+    repository: str | None = None
+    runbook: str | None = None
+    dashboards: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    depends_on: list[DependencyEdge] = Field(default_factory=list)
+    depends_on_page: PageInfo
+    dependents: list[DependencyEdge] = Field(default_factory=list)
+    dependents_page: PageInfo
+    environments: list[RunningIn] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+    flags: list[FlagBrief] = Field(default_factory=list)
+    flags_page: PageInfo
+    open_incidents: list[IncidentBrief] = Field(default_factory=list)
+    recent_deployments: list[DeploymentBrief] = Field(default_factory=list)
+    provenance: Provenance
+
+    def text(self) -> str:
+        tier = f"tier {self.tier} " if self.tier else ""
+        head = f"{self.name}: {tier}{self.type}"
+        if self.system:
+            head += f" in {self.system}"
+        lines = [head, f"owner: {self.owner.line()}"]
+        if self.runbook:
+            lines.append(f"runbook: {self.runbook}")
+        if self.depends_on:
+            deps = ", ".join(d.service + ("" if d.hard else " (soft)") for d in self.depends_on)
+            lines.append(f"depends on: {deps}{self.depends_on_page.note('dependencies')}")
+        if self.dependents:
+            deps = ", ".join(d.service for d in self.dependents)
+            lines.append(f"used by: {deps}{self.dependents_page.note('dependents')}")
+        if self.environments:
+            envs = ", ".join(f"{e.environment} {e.version or '?'}" for e in self.environments)
+            lines.append(f"runs in: {envs}")
+        kill = [f.key for f in self.flags if f.purpose == "kill-switch"]
+        if kill:
+            lines.append(f"kill switches: {', '.join(kill)}")
+        for inc in self.open_incidents:
+            lines.append(f"OPEN {inc.key} {inc.severity} {inc.status}: {inc.title}")
+        return "\n".join(lines)
+
+
+class SearchHit(BaseModel):
+    kind: str
+    name: str
+    title: str | None = None
+    description: str | None = None
+    score: float
+    matched: list[str] = Field(default_factory=list, description="Which fields matched.")
+
+
+class SearchAnswer(Answer):
+    query: str
+    kind: str | None = None
+    results: list[SearchHit]
+    page: PageInfo
+
+    def text(self) -> str:
+        if not self.results:
+            return f"Nothing in the catalog matches {self.query!r}."
+        lines = [f"{self.page.total} match(es) for {self.query!r}{self.page.note('matches')}:"]
+        lines += [
+            f"- {h.kind} {h.name}" + (f": {h.title}" if h.title else "") for h in self.results
+        ]
+        return "\n".join(lines)

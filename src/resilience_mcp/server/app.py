@@ -1,0 +1,92 @@
+"""Building the MCP server: the store opened in its lifespan, tools chosen by toolset."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp.server import MCPServer
+
+from resilience_mcp import __version__
+from resilience_mcp.catalog import load_catalog, load_demo
+from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.server.state import AppState, ServerConfig
+from resilience_mcp.server.tools import catalog as catalog_tools
+from resilience_mcp.store import Store
+
+__all__ = ["TOOLSETS", "build_server"]
+
+logger = logging.getLogger(__name__)
+
+Registrar = Callable[[MCPServer[Any]], None]
+
+# Each toolset is a list of modules' `register` functions. `default` holds the questions
+# of an incident; the others are opt-in for clients that cap how many tools they take.
+TOOLSETS: dict[str, list[Registrar]] = {
+    "default": [catalog_tools.register],
+}
+
+INSTRUCTIONS = """\
+A resilience catalog: what the organisation runs (services, owners, dependencies,
+environments and tenants, features and their flags, customers, on-call) and what happened
+to it (deployments, incidents, postmortems, remediation tasks, SLOs).
+Names are forgiving (case, separators, small typos); a miss lists the closest names.
+Start an incident with get_owner or get_service on the failing service."""
+
+
+def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
+    """A new server for `config`; nothing is opened until a client connects."""
+    config = config or ServerConfig()
+    unknown = [name for name in config.toolsets if name not in TOOLSETS and name != "all"]
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown toolset(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(sorted(TOOLSETS))} or all."
+        )
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with open_state(config) as state:
+            yield state
+
+    server: MCPServer[AppState] = MCPServer(
+        "resilience-mcp",
+        title="Resilience catalog",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+    )
+    chosen = list(TOOLSETS) if "all" in config.toolsets else list(dict.fromkeys(config.toolsets))
+    for name in chosen:
+        for register in TOOLSETS[name]:
+            register(server)
+    return server
+
+
+@asynccontextmanager
+async def open_state(config: ServerConfig) -> AsyncIterator[AppState]:
+    """Open the store (a fresh demo database with `demo`) for the life of a server."""
+    scratch: Path | None = None
+    url = config.db_url
+    if config.demo and url is None:
+        scratch = Path(tempfile.mkdtemp(prefix="resilience-mcp-demo-"))
+        url = f"sqlite+aiosqlite:///{scratch / 'demo.db'}"
+    store = await Store.open(url)
+    try:
+        if config.demo:
+            report = await load_demo(store, now=config.clock())
+            logger.info("demo catalog ready: %d documents", report.documents)
+        if config.load_paths:
+            await load_catalog(store, list(config.load_paths))
+        state = AppState(store=store, config=config)
+        await state.graph()
+        yield state
+    finally:
+        await store.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,45 @@
+"""The state a running server shares with its tools."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from resilience_mcp.graph.catalog import CatalogGraph, GraphCache
+from resilience_mcp.store import Store
+
+__all__ = ["AppState", "ServerConfig"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ServerConfig:
+    """How the server was asked to run; the CLI fills it from flags and environment."""
+
+    db_url: str | None = None
+    demo: bool = False
+    toolsets: tuple[str, ...] = ("default",)
+    enable_writes: bool = False
+    load_paths: tuple[str, ...] = ()
+    stale_after_hours: float = 24.0 * 7
+    clock: Callable[[], datetime] = _now
+
+
+@dataclass
+class AppState:
+    store: Store
+    config: ServerConfig
+    graphs: GraphCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.graphs = GraphCache(self.store)
+
+    async def graph(self) -> CatalogGraph:
+        return await self.graphs.get()
+
+    def now(self) -> datetime:
+        return self.config.clock()

@@ -1,0 +1,1 @@
+"""Tool modules; each has `register(server)`, and `server.app.TOOLSETS` lists them."""

@@ -1,0 +1,99 @@
+"""Shared fixtures: stores on SQLite and PostgreSQL, the demo catalog, an in-process client.
+
+PostgreSQL runs where it is reachable (`RESILIENCE_MCP_TEST_PG`, default
+postgresql+asyncpg://postgres@127.0.0.1:5432/test); each test gets a schema of its own.
+Set RESILIENCE_MCP_TEST_PG=off to skip it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from resilience_mcp.catalog import DEMO_ANCHOR, load_demo
+from resilience_mcp.server import build_server
+from resilience_mcp.store import Store
+from tests.support import BACKENDS, backend_url, demo_config
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def db_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database on each backend."""
+    async with backend_url(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """An empty, open store on each backend."""
+    opened = await Store.open(db_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo catalog loaded once into a SQLite file, at its own anchor time."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+
+    async def build() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{path}")
+        try:
+            await load_demo(store, now=DEMO_ANCHOR)
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture
+def demo_db(demo_template: Path, tmp_path: Path) -> str:
+    """A private copy of the demo database (SQLite), as a URL."""
+    path = tmp_path / "demo.db"
+    shutil.copy(demo_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def demo_store(demo_db: str) -> AsyncIterator[Store]:
+    opened = await Store.open(demo_db)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def demo_client(demo_db: str) -> AsyncIterator[Client]:
+    """An in-process MCP client on the demo catalog with every read toolset."""
+    async with Client(build_server(demo_config(demo_db, toolsets=("all",)))) as client:
+        yield client
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)

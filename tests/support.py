@@ -1,0 +1,105 @@
+"""Helpers tests share: reference data paths, backends, a fixed clock, server configs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience_mcp.catalog import DEMO_ANCHOR
+from resilience_mcp.server import ServerConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
+PG_URL = os.environ.get(
+    "RESILIENCE_MCP_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data/external; the test is skipped when it is not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data {path} is not available")
+    return path
+
+
+def _postgres_available() -> bool:
+    if PG_URL == "off":
+        return False
+
+    async def probe() -> bool:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(PG_URL)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        finally:
+            await engine.dispose()
+        return True
+
+    ok = asyncio.run(probe())
+    if not ok and PG_URL == "required":
+        raise RuntimeError("PostgreSQL is required for this run but is not reachable")
+    return ok
+
+
+_PG = _postgres_available()
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not _PG, reason="PostgreSQL is not reachable"),
+        ],
+    ),
+]
+
+
+@asynccontextmanager
+async def _pg_schema_url() -> AsyncIterator[str]:
+    """A URL pointing at a fresh schema, dropped afterwards."""
+    from sqlalchemy import text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin = create_async_engine(PG_URL)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?search_path={schema}"
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@asynccontextmanager
+async def backend_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "postgres":
+        async with _pg_schema_url() as url:
+            yield url
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'catalog.db'}"
+
+
+def fixed_clock(at: datetime = DEMO_ANCHOR) -> Callable[[], datetime]:
+    return lambda: at
+
+
+def demo_config(db_url: str, **options: Any) -> ServerConfig:
+    """A server over `db_url` whose clock stands at the demo catalog's anchor."""
+    return ServerConfig(db_url=db_url, clock=fixed_clock(), **options)
