@@ -17,18 +17,30 @@ from resilience_mcp.catalog import load_catalog, load_demo
 from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.server.state import AppState, ServerConfig
 from resilience_mcp.server.tools import catalog as catalog_tools
+from resilience_mcp.server.tools import flags as flag_tools
+from resilience_mcp.server.tools import impact as impact_tools
+from resilience_mcp.server.tools import incidents as incident_tools
+from resilience_mcp.server.tools import metrics as metric_tools
+from resilience_mcp.server.tools import writes as write_tools
 from resilience_mcp.store import Store
 
 __all__ = ["TOOLSETS", "build_server"]
 
 logger = logging.getLogger(__name__)
 
-Registrar = Callable[[MCPServer[Any]], None]
+Registrar = Callable[[MCPServer[Any], ServerConfig], None]
 
 # Each toolset is a list of modules' `register` functions. `default` holds the questions
 # of an incident; the others are opt-in for clients that cap how many tools they take.
 TOOLSETS: dict[str, list[Registrar]] = {
-    "default": [catalog_tools.register],
+    "default": [
+        catalog_tools.register,
+        impact_tools.register,
+        incident_tools.register,
+        flag_tools.register,
+    ],
+    "metrics": [metric_tools.register],
+    "writes": [write_tools.register],
 }
 
 INSTRUCTIONS = """\
@@ -64,7 +76,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     chosen = list(TOOLSETS) if "all" in config.toolsets else list(dict.fromkeys(config.toolsets))
     for name in chosen:
         for register in TOOLSETS[name]:
-            register(server)
+            register(server, config)
     return server
 
 

@@ -13,6 +13,7 @@ from resilience_mcp.graph.cards import get_owner as find_owner_answer
 from resilience_mcp.graph.cards import get_service as find_service_card
 from resilience_mcp.models.catalog import OwnerAnswer, SearchAnswer, ServiceCard
 from resilience_mcp.search.catalog import search_catalog as find_entities
+from resilience_mcp.server.state import ServerConfig
 from resilience_mcp.server.tooling import READ, agent_errors, answer, app_state, parse_cursor
 
 __all__ = ["register"]
@@ -28,7 +29,7 @@ Name = Annotated[
 ]
 
 
-def register(server: MCPServer[Any]) -> None:
+def register(server: MCPServer[Any], config: ServerConfig) -> None:
     @server.tool(title="Who owns this, and who is on call", annotations=READ)
     @agent_errors
     async def get_owner(name: Name, ctx: Context[Any]) -> Annotated[CallToolResult, OwnerAnswer]:
