@@ -454,7 +454,7 @@ def _fingerprint(parsed: Parsed, table: type[m.Entity]) -> tuple[Any, ...]:
         for c in table.__table__.columns  # type: ignore[attr-defined]
         if c.name not in _PROVENANCE and c.name != "version"
     }
-    children = sorted(_child_values(c) for c in parsed.children)
+    children = sorted((_child_values(c) for c in parsed.children), key=repr)
     return (tuple(sorted(columns.items())), tuple(children))
 
 
@@ -493,7 +493,7 @@ async def _existing(
             for c in table.__table__.columns  # type: ignore[attr-defined]
             if c.name not in _PROVENANCE and c.name != "version"
         }
-        child_values = sorted(_child_values(c) for c in owned.get(name, []))
+        child_values = sorted((_child_values(c) for c in owned.get(name, [])), key=repr)
         fingerprints[name] = (tuple(sorted(columns.items())), tuple(child_values))
     return fingerprints
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel, col, func, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import NotFoundError
@@ -141,8 +141,9 @@ async def get_owner(
 async def _owner_from_history(store: Store, graph: CatalogGraph, name: str) -> Resolved | None:
     async with store.session() as session:
         for kind, table in HISTORY_KINDS.items():
+            # Keys are typed in any case: inc-2041 finds INC-2041.
             found = await session.execute(
-                select(table.name).where(col(table.name).in_([name, name.upper()]))
+                select(table.name).where(func.lower(col(table.name)) == name.strip().lower())
             )
             if (key := found.scalars().first()) is not None:
                 return Resolved(key, kind)
@@ -306,7 +307,7 @@ async def _service_history(
                 started_at=i.started_at,
                 resolved_at=i.resolved_at,
             )
-            for i in dict.fromkeys(open_rows.scalars().all())
+            for i in {row.name: row for row in open_rows.scalars().all()}.values()
         ]
         dep_rows = await session.execute(
             select(m.Deployment)
