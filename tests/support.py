@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from resilience_mcp.catalog import DEMO_ANCHOR
+from resilience_mcp.catalog.files import Document
+from resilience_mcp.catalog.loader import load_documents
 from resilience_mcp.server import ServerConfig
+from resilience_mcp.store import Store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
 PG_URL = os.environ.get(
@@ -103,3 +107,10 @@ def fixed_clock(at: datetime = DEMO_ANCHOR) -> Callable[[], datetime]:
 def demo_config(db_url: str, **options: Any) -> ServerConfig:
     """A server over `db_url` whose clock stands at the demo catalog's anchor."""
     return ServerConfig(db_url=db_url, clock=fixed_clock(), **options)
+
+
+async def load_yaml(store: Store, text: str, *, source: str = "test") -> None:
+    """Load catalog documents written inline in a test."""
+    bodies = [body for body in yaml.safe_load_all(text) if body is not None]
+    documents = [Document("inline.yaml", i, body) for i, body in enumerate(bodies, start=1)]
+    await load_documents(store, documents, source=source)

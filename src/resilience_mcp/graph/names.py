@@ -58,18 +58,21 @@ class NameIndex:
                 return Resolved(name, kind)
 
         scored: list[tuple[float, str, str]] = []
+        extended: list[tuple[str, str]] = []
         for kind in kinds:
             table = self._by_kind.get(kind, {})
             for close in difflib.get_close_matches(key, list(table), n=5, cutoff=_SUGGEST):
                 ratio = difflib.SequenceMatcher(None, key, close).ratio()
                 scored.append((ratio, kind, table[close]))
-            # A name that is the unique extension of what was typed (`payments` for
-            # `payments-api`) is taken as meant.
-            extended = [
-                n for k, n in table.items() if k.startswith(key + "-") or k.endswith("-" + key)
+            extended += [
+                (kind, name)
+                for k, name in table.items()
+                if k.startswith(key + "-") or k.endswith("-" + key)
             ]
-            if len(extended) == 1:
-                scored.append((_ACCEPT, kind, extended[0]))
+        # A name that is the one extension of what was typed (`payments` for `payments-api`)
+        # is taken as meant.
+        if len(extended) == 1:
+            scored.append((_ACCEPT, *extended[0]))
         scored.sort(key=lambda item: (-item[0], item[2]))
 
         if scored and scored[0][0] >= _ACCEPT:
