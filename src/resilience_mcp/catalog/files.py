@@ -27,8 +27,12 @@ class Document:
     body: Any
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that keeps timestamps as text, so every time is parsed one way."""
+# libyaml's parser where the wheel has it: several times faster on large catalogs.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeLoader(_BaseLoader):  # type: ignore[valid-type, misc]
+    """A safe loader that keeps timestamps as text, so every time is parsed one way."""
 
 
 _SafeLoader.yaml_implicit_resolvers = {
