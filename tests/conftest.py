@@ -19,6 +19,7 @@ from mcp import Client
 from resilience_mcp.catalog import DEMO_ANCHOR, load_demo
 from resilience_mcp.server import build_server
 from resilience_mcp.store import Store
+from tests.otel_demo import build_otel_template
 from tests.support import BACKENDS, backend_url, demo_config
 
 
@@ -97,3 +98,21 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def otel_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The OpenTelemetry demo's services and flags in three environments, loaded once."""
+    return build_otel_template(tmp_path_factory.mktemp("otel") / "otel.db")
+
+
+@pytest.fixture
+async def otel_store(otel_template: Path, tmp_path: Path) -> AsyncIterator[Store]:
+    """A private copy of the OpenTelemetry demo catalog (SQLite)."""
+    path = tmp_path / "otel.db"
+    shutil.copy(otel_template, path)
+    opened = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -20,8 +20,6 @@ __all__ = ["main"]
 
 logger = logging.getLogger("resilience_mcp")
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -69,7 +67,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--load", action="append", default=[], metavar="PATH", help="load these catalog files first"
     )
+    _http_options(serve)
+    _connectors_option(serve)
+    serve.add_argument(
+        "--no-sync", action="store_true", help="do not sync the connectors' sources while serving"
+    )
     serve.set_defaults(handler=_serve)
+
+    token = commands.add_parser("token", help="make bearer tokens for the HTTP transport")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    new = token_commands.add_parser(
+        "new", help="make a random token; print it once, with its tokens-file line"
+    )
+    new.add_argument("--name", required=True, help="the client's name, e.g. incident-bot")
+    new.add_argument("--scopes", default="read", help="read, write or read,write (default read)")
+    new.set_defaults(handler=_token_new)
+    hash_ = token_commands.add_parser(
+        "hash", help="the tokens-file line for a token you have, read from standard input"
+    )
+    hash_.add_argument("--name", required=True, help="the client's name")
+    hash_.add_argument("--scopes", default="read", help="read, write or read,write (default read)")
+    hash_.set_defaults(handler=_token_hash)
 
     load = commands.add_parser(
         "load", help="load catalog files (YAML, JSON, Backstage) into the store"
@@ -81,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         "--prune", action="store_true", help="remove what the source no longer declares"
     )
     load.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    load.add_argument(
+        "--environment", help="the environment that flagd flag files among the paths describe"
+    )
     load.set_defaults(handler=_load)
 
     export = commands.add_parser("export", help="write the whole catalog back to YAML files")
@@ -96,8 +117,119 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--json", action="store_true", help="print the structured answer as JSON")
     call.add_argument("--enable-writes", action="store_true", help="allow write tools")
+    _connectors_option(call)
     call.set_defaults(handler=_call)
+
+    sync = commands.add_parser(
+        "sync", help="sync the catalog from a source of the connectors file, now"
+    )
+    _store_options(sync, demo=False)
+    _connectors_option(sync)
+    sync.add_argument("source", help="a source's name in the connectors file, or 'all'")
+    sync.add_argument("--dry-run", action="store_true", help="fetch and validate, write nothing")
+    sync.set_defaults(handler=_sync)
+
+    doctor = commands.add_parser("doctor", help="check a database and say what to fix")
+    doctor.add_argument("--db", default=None, help="SQLAlchemy URL or SQLite path to check")
+    doctor.add_argument(
+        "--stale-after",
+        type=float,
+        default=24.0 * 7,
+        metavar="HOURS",
+        help="warn about entities no load or sync confirmed for this long (default 168)",
+    )
+    doctor.add_argument(
+        "--full", action="store_true", help="SQLite: the full integrity_check, not quick_check"
+    )
+    doctor.set_defaults(handler=_doctor)
     return parser
+
+
+def _connectors_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connectors",
+        default=os.environ.get("RESILIENCE_MCP_CONNECTORS"),
+        metavar="PATH",
+        help="the connectors file: sync sources, webhooks, actions (default: "
+        "$RESILIENCE_MCP_CONNECTORS)",
+    )
+
+
+def _connector_settings(args: argparse.Namespace) -> Any:
+    path = getattr(args, "connectors", None)
+    if not path:
+        return None
+    from resilience_mcp.connectors import load_connector_settings
+
+    return load_connector_settings(path)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from resilience_mcp.connectors import run_sync
+    from resilience_mcp.store import Store
+
+    settings = _connector_settings(args)
+    if settings is None:
+        print("error: give the connectors file with --connectors", file=sys.stderr)
+        return 2
+    chosen = settings.sources if args.source == "all" else [settings.source(args.source)]
+    if None in chosen:
+        names = ", ".join(s.name for s in settings.sources) or "none"
+        print(f"error: no source {args.source!r}; the file has: {names}", file=sys.stderr)
+        return 2
+
+    async def run() -> list[str]:
+        store = await Store.open(args.db)
+        try:
+            reports = []
+            for source in chosen:
+                now = datetime.now(UTC)
+                report = await run_sync(store, source, now=now, dry_run=args.dry_run)
+                reports.append(report.summary())
+            return reports
+        finally:
+            await store.close()
+
+    print("\n".join(asyncio.run(run())))
+    return 0
+
+
+def _http_options(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--tokens-file",
+        default=os.environ.get("RESILIENCE_MCP_TOKENS_FILE"),
+        metavar="PATH",
+        help="bearer tokens for --http, one 'CLIENT SCOPES sha256:DIGEST' a line (default: "
+        "$RESILIENCE_MCP_TOKENS_FILE; lines in $RESILIENCE_MCP_TOKENS are added)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a Host header to accept besides loopback, e.g. mcp.example.com (repeatable)",
+    )
+    serve.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an Origin header to accept besides loopback, e.g. https://chat.example.com",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        metavar="N",
+        help="largest request body accepted over HTTP (default 1 MiB)",
+    )
+    serve.add_argument(
+        "--stateful",
+        action="store_true",
+        help="keep MCP sessions over HTTP (default stateless, which suits replicas)",
+    )
 
 
 def _store_options(parser: argparse.ArgumentParser, *, demo: bool = True) -> None:
@@ -124,7 +256,14 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> ServerConfig:
-    return ServerConfig(db_url=args.db, demo=getattr(args, "demo", False), **extra)
+    # Only `serve` syncs in the background; a one-off command must not start a sync.
+    extra.setdefault("background_sync", False)
+    return ServerConfig(
+        db_url=args.db,
+        demo=getattr(args, "demo", False),
+        connectors=_connector_settings(args),
+        **extra,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -132,22 +271,61 @@ def _serve(args: argparse.Namespace) -> int:
 
     toolsets = tuple(t.strip() for t in args.toolsets.split(",") if t.strip())
     config = _config(
-        args, toolsets=toolsets, enable_writes=args.enable_writes, load_paths=tuple(args.load)
+        args,
+        toolsets=toolsets,
+        enable_writes=args.enable_writes,
+        load_paths=tuple(args.load),
+        background_sync=not args.no_sync,
     )
-    server = build_server(config)
     if not args.http:
+        server = build_server(config)
         logger.info("serving MCP on stdio")
         server.run()
         return 0
-    if args.host not in LOOPBACK:
-        print(
-            f"error: refusing to listen on {args.host} without authentication; serve on "
-            "127.0.0.1, or configure tokens (see the README's HTTP section).",
-            file=sys.stderr,
-        )
+    return _serve_http(args, config)
+
+
+def _serve_http(args: argparse.Namespace, config: ServerConfig) -> int:
+    import uvicorn
+
+    from resilience_mcp.server.app import build_http_app
+    from resilience_mcp.server.auth import TokenBook
+    from resilience_mcp.server.http import HttpSettings
+
+    tokens = TokenBook.load(args.tokens_file, os.environ.get("RESILIENCE_MCP_TOKENS"))
+    settings = HttpSettings(
+        host=args.host,
+        port=args.port,
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
+        max_body_bytes=args.max_body_bytes,
+        stateless=not args.stateful,
+    )
+    app = build_http_app(config, settings, tokens)
+    auth = f"{len(tokens)} token(s)" if tokens else "no authentication (loopback only)"
+    logger.info("serving MCP over HTTP at http://%s:%d/mcp, %s", args.host, args.port, auth)
+    # log_config=None: uvicorn logs through the handler configured above, to stderr.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, server_header=False)
+    return 0
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    from resilience_mcp.server.auth import new_token
+
+    token, line = new_token(args.name, args.scopes)
+    print(f"token (shown once; give it to {args.name}): {token}")
+    print(f"tokens-file line: {line}")
+    return 0
+
+
+def _token_hash(args: argparse.Namespace) -> int:
+    from resilience_mcp.server.auth import token_line
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("error: give the token on standard input", file=sys.stderr)
         return 2
-    logger.info("serving MCP over HTTP at http://%s:%d/mcp", args.host, args.port)
-    server.run("streamable-http", host=args.host, port=args.port, stateless_http=True)
+    print(token_line(args.name, args.scopes, token))
     return 0
 
 
@@ -165,6 +343,7 @@ def _load(args: argparse.Namespace) -> int:
                 prune=args.prune,
                 dry_run=args.dry_run,
                 progress=_progress_bar() if sys.stderr.isatty() else None,
+                flag_environment=args.environment,
             )
         finally:
             await store.close()
@@ -202,6 +381,23 @@ def _export(args: argparse.Namespace) -> int:
         + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     )
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from resilience_mcp.doctor import diagnose
+
+    report = asyncio.run(
+        diagnose(
+            args.db,
+            now=datetime.now(UTC),
+            stale_after=timedelta(hours=args.stale_after),
+            full=args.full,
+        )
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _call(args: argparse.Namespace) -> int:

@@ -30,16 +30,20 @@ class ResilienceError(Exception):
 class NotFoundError(ResilienceError):
     """A name or key that matches nothing; `suggestions` holds the closest names."""
 
-    def __init__(self, kind: str, name: str, suggestions: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kind: str, name: str, suggestions: Sequence[str] = (), hint: str | None = None
+    ) -> None:
         self.kind = kind
         self.name = name
         self.suggestions = list(suggestions)
-        hint = (
-            f" Closest names: {', '.join(self.suggestions)}."
-            if self.suggestions
-            else f" Use search_catalog to find the {kind.lower()} by title or tag."
-        )
-        super().__init__(f"No {kind.lower()} is named {name!r}.{hint}")
+        # `hint` says where to look when nothing is close, for kinds search_catalog misses.
+        if self.suggestions:
+            advice = f" Closest names: {', '.join(self.suggestions)}."
+        elif hint:
+            advice = f" {hint}"
+        else:
+            advice = f" Use search_catalog to find the {kind.lower()} by title or tag."
+        super().__init__(f"No {kind.lower()} is named {name!r}.{advice}")
 
 
 class InvalidInputError(ResilienceError):

@@ -6,6 +6,7 @@ SQLite (through aiosqlite) is the embedded default, one file in WAL mode. Postgr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, col, select
 
 from resilience_mcp.errors import StoreError
+from resilience_mcp.fulltext import install_fulltext
 from resilience_mcp.models import CatalogMeta, CatalogState, utcnow
 
 __all__ = ["SCHEMA_VERSION", "Store", "default_db_url"]
@@ -32,6 +34,13 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 ENV_DB = "RESILIENCE_MCP_DB"
+
+# Seconds a SQLite write waits for another writer's lock; `?timeout=` in the URL changes it.
+SQLITE_BUSY_TIMEOUT = 10.0
+# Query parameters of a PostgreSQL URL that become the connection's server settings:
+# `search_path` keeps the catalog in its own schema, `application_name` names the
+# connections in pg_stat_activity.
+_PG_SERVER_SETTINGS = ("search_path", "application_name")
 
 
 def _data_home() -> Path:
@@ -142,6 +151,8 @@ class Store:
                     f"{SCHEMA_VERSION}. Export the catalog with the release that wrote it "
                     "and load it into a new database."
                 )
+            if create:
+                await install_fulltext(conn)
 
 
 async def bump_version(session: AsyncSession) -> None:
@@ -158,32 +169,108 @@ def _make_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() != "sqlite":
         # `?search_path=schema` keeps the catalog in its own schema of a shared database.
         connect_args: dict[str, Any] = {}
-        if schema := parsed.query.get("search_path"):
-            parsed = parsed.difference_update_query(["search_path"])
-            connect_args["server_settings"] = {"search_path": str(schema)}
-        return create_async_engine(
+        settings = {k: str(v) for k, v in parsed.query.items() if k in _PG_SERVER_SETTINGS}
+        if settings:
+            parsed = parsed.difference_update_query(list(settings))
+            connect_args["server_settings"] = settings
+        pg_engine = create_async_engine(
             parsed, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
         )
+        event.listen(pg_engine.sync_engine, "handle_error", _explain_failure)
+        return pg_engine
 
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or parsed.query.get("mode") == "memory"
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 10}}
+    timeout = _busy_timeout(parsed.query.get("timeout"))
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}}
     if in_memory:
         kwargs["poolclass"] = StaticPool
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, **kwargs)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    pragmas = functools.partial(_sqlite_pragmas, busy_ms=int(timeout * 1000))
+    event.listen(engine.sync_engine, "connect", pragmas)
+    event.listen(engine.sync_engine, "handle_error", _explain_failure)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _busy_timeout(value: Any) -> float:
+    if value is None:
+        return SQLITE_BUSY_TIMEOUT
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise StoreError(
+            f"The database URL's timeout {value!r} is not a number; give the seconds a write "
+            "may wait for another writer, e.g. ?timeout=10."
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=OFF")
     cursor.close()
+
+
+# SQLite failures an operator can act on, by a phrase of the driver's message.
+_SQLITE_FAILURES = {
+    "database is locked": (
+        "The database is locked by another writer (a process or connection), and the wait for "
+        "it ran out; nothing of this change was written. Retry when that writer is done, or "
+        "let writes wait longer with ?timeout=SECONDS in the database URL."
+    ),
+    "database table is locked": (
+        "A table of the database is locked by another connection, and the wait for it ran "
+        "out; nothing of this change was written. Retry when that writer is done."
+    ),
+    "database or disk is full": (
+        "The disk holding the database is full (or the database reached its size limit); "
+        "nothing of this change was written. Free some space and retry."
+    ),
+    "disk i/o error": (
+        "The disk holding the database failed to read or write; nothing of this change was "
+        "written. Check the disk, then run `resilience-mcp doctor` on the database."
+    ),
+    "readonly database": (
+        "The database file cannot be written (it or its folder is read-only); nothing was "
+        "written. Give the server write access to the file and its folder."
+    ),
+    "file is not a database": (
+        "The file is not a SQLite database, or it is damaged; check the path given by --db, "
+        "or run `resilience-mcp doctor` on it."
+    ),
+    "malformed": (
+        "The database file is damaged; run `resilience-mcp doctor` on it, then export what "
+        "can be read and load it into a new database."
+    ),
+}
+
+
+def _explain_failure(context: ExceptionContext) -> StoreError | None:
+    """Turn a failure an operator can act on into a `StoreError` that says what to do."""
+    if context.is_pre_ping:
+        # The pool's liveness check must see the driver's error to replace the connection.
+        return None
+    detail = str(context.original_exception)
+    if context.is_disconnect:
+        return StoreError(
+            f"The connection to the database was lost during the call ({detail.strip()}); "
+            "the change was not confirmed. Retry: the next call opens a new connection."
+        )
+    if context.dialect.name == "sqlite":
+        lowered = detail.lower()
+        for phrase, message in _SQLITE_FAILURES.items():
+            if phrase in lowered:
+                return StoreError(message)
+    elif "invalid byte sequence" in detail and "0x00" in detail:
+        return StoreError(
+            "A text value holds a NUL character (\\0), which PostgreSQL can neither store nor "
+            "search for; nothing was written. Remove the character and retry."
+        )
+    return None
 
 
 async def execute_text(store: Store, sql: str, **params: Any) -> list[Any]:

@@ -13,12 +13,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from sqlmodel import SQLModel
 
 from resilience_mcp import models as m
 from resilience_mcp.catalog.refs import Ref, parse_ref
+from resilience_mcp.models.metrics import ScorecardRule, check_rules_fit
 
 __all__ = ["CHILD_TABLES", "CODECS", "KindCodec", "Parsed", "parse_duration"]
 
@@ -1039,12 +1047,19 @@ def _dump_slo(row: m.SLO, children: dict[type[SQLModel], list[Any]]) -> dict[str
 
 class ScorecardSpec(Spec):
     applies_to: str = "Service"
-    rules: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[ScorecardRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rules_fit_kind(self) -> ScorecardSpec:
+        # Each check names the kinds it can read; the kind is stored canonical.
+        self.applies_to = check_rules_fit(self.applies_to, self.rules)
+        return self
 
 
 @_codec("Scorecard", m.Scorecard, ScorecardSpec)
 def _parse_scorecard(p: Parsed, s: ScorecardSpec) -> None:
-    p.columns.update(applies_to=s.applies_to, rules=s.rules)
+    rules = [r.model_dump(exclude_defaults=True) for r in s.rules]
+    p.columns.update(applies_to=s.applies_to, rules=rules)
 
 
 @_dumper("Scorecard")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,12 +22,14 @@ from sqlmodel import SQLModel, col, select
 
 from resilience_mcp import models as m
 from resilience_mcp.catalog.files import Document, read_documents
+from resilience_mcp.catalog.flagd import flagd_documents
 from resilience_mcp.catalog.kinds import CODECS, Metadata, Parsed
+from resilience_mcp.catalog.openslo import convert_openslo, is_openslo
 from resilience_mcp.catalog.refs import api_service_name, canonical_kind
 from resilience_mcp.errors import CatalogLoadError, LoadIssue
 from resilience_mcp.store import Store, bump_version
 
-__all__ = ["LoadReport", "load_catalog", "parse_documents"]
+__all__ = ["EXTERNAL_ID_ANNOTATION", "LoadReport", "load_catalog", "parse_documents"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ API_VERSIONS = ("resilience/v1", "backstage.io/v1alpha1", "backstage.io/v1beta1"
 # Backstage kinds that say nothing about what runs; skipped without a warning.
 QUIET_KINDS = {"location"}
 CHUNK = 500
+# The annotation that carries an entity's id in the system it was synced from.
+EXTERNAL_ID_ANNOTATION = "resilience/external-id"
 
 Progress = Callable[[int, int], None]
 
@@ -92,11 +96,17 @@ async def load_catalog(
     dry_run: bool = False,
     time_shift: timedelta | None = None,
     progress: Progress | None = None,
+    flag_environment: str | None = None,
 ) -> LoadReport:
-    """Validate `paths` as one set and write it; raises `CatalogLoadError`, writing nothing."""
+    """Validate `paths` as one set and write it; raises `CatalogLoadError`, writing nothing.
+
+    flagd flag files among them describe `flag_environment` (see `catalog.flagd`).
+    """
     resolved = [Path(p) for p in paths]
     source = source or "files:" + ",".join(str(p.resolve()) for p in resolved)
     documents, issues = read_documents(resolved)
+    documents, flag_issues = await flagd_documents(store, documents, environment=flag_environment)
+    issues += flag_issues
     return await load_documents(
         store,
         documents,
@@ -119,8 +129,11 @@ async def load_documents(
     time_shift: timedelta | None = None,
     progress: Progress | None = None,
     issues: Sequence[LoadIssue] = (),
+    prune_kinds: Collection[str] | None = None,
 ) -> LoadReport:
-    """Load documents already read (connectors build them in memory)."""
+    """Load documents already read (connectors build them in memory).
+
+    With `prune`, `prune_kinds` limits pruning to those kinds (all kinds when None)."""
     report = LoadReport(source=source, documents=len(documents), dry_run=dry_run)
     entities, problems, report.skipped = parse_documents(documents)
     problems = list(issues) + problems
@@ -133,7 +146,7 @@ async def load_documents(
 
     async with store.session() as session:
         try:
-            await _apply(session, entities, source, prune, report, progress)
+            await _apply(session, entities, source, prune, report, progress, prune_kinds)
             if dry_run or not report.changed:
                 # A dry run, or a reload that changes nothing, writes nothing.
                 await session.rollback()
@@ -162,7 +175,7 @@ def parse_documents(
     entities: list[_Entity] = []
     problems: list[LoadIssue] = []
     skipped: dict[str, int] = defaultdict(int)
-    for doc in documents:
+    for doc in _with_openslo(documents, problems, skipped):
         entity = _parse_one(doc, problems, skipped)
         if entity is not None:
             entities.append(entity)
@@ -173,6 +186,21 @@ def parse_documents(
     for note in notes:
         logger.warning("skipped %s", note)
     return entities, problems, notes
+
+
+def _with_openslo(
+    documents: Iterable[Document], problems: list[LoadIssue], skipped: dict[str, int]
+) -> Iterable[Document]:
+    """The documents, with OpenSLO ones (apiVersion openslo/...) as this catalog's SLOs."""
+    for doc in documents:
+        if not is_openslo(doc.body):
+            yield doc
+            continue
+        converted = convert_openslo(doc)
+        problems.extend(converted.issues)
+        for kind, count in converted.skipped.items():
+            skipped[kind] += count
+        yield from converted.documents
 
 
 def _parse_one(doc: Document, problems: list[LoadIssue], skipped: dict[str, int]) -> _Entity | None:
@@ -249,6 +277,7 @@ def _entity_columns(meta: Metadata) -> dict[str, Any]:
         "tags": list(meta.tags),
         "links": [link.model_dump(exclude_none=True) for link in meta.links],
         "annotations": dict(meta.annotations),
+        "external_id": meta.annotations.get(EXTERNAL_ID_ANNOTATION),
     }
 
 
@@ -380,6 +409,7 @@ async def _apply(
     prune: bool,
     report: LoadReport,
     progress: Progress | None,
+    prune_kinds: Collection[str] | None = None,
 ) -> None:
     _link_child_teams(entities)
     by_kind: dict[str, list[_Entity]] = defaultdict(list)
@@ -409,14 +439,15 @@ async def _apply(
             await _touch(
                 session,
                 codec.table,
-                [e.parsed.name for e in batch if e not in changed],
+                # By name: `in` on the list compared whole entities, quadratic in the batch.
+                sorted({e.parsed.name for e in batch} - {e.parsed.name for e in changed}),
                 source,
                 now,
             )
             done += len(batch)
             if progress:
                 progress(done, total)
-        if prune:
+        if prune and (prune_kinds is None or kind in prune_kinds):
             keep = {e.parsed.name for e in batch}
             await _prune(session, kind, codec.table, codec.children, source, keep, report)
 

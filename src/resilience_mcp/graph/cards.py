@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, func, select
 
 from resilience_mcp import models as m
@@ -21,12 +22,21 @@ from resilience_mcp.models.catalog import (
     RunningIn,
     ServiceCard,
 )
-from resilience_mcp.models.common import OnCallNow, OwnerSummary, PageInfo, PersonSummary
+from resilience_mcp.models.common import (
+    FactSource,
+    OnCallNow,
+    OwnerSummary,
+    PageInfo,
+    PersonSummary,
+    is_synced_source,
+)
 from resilience_mcp.models.kinds import canonical_kind
 from resilience_mcp.store import Store
 
 __all__ = [
     "OPEN_STATUSES",
+    "STALE_AFTER",
+    "fact_source",
     "flag_state_text",
     "get_owner",
     "get_service",
@@ -36,6 +46,8 @@ __all__ = [
 ]
 
 OPEN_STATUSES = ("investigating", "identified", "monitoring", "mitigated")
+# Synced facts older than this are flagged stale, unless the server says otherwise.
+STALE_AFTER = timedelta(days=7)
 # Kinds whose entities live in the store's history rather than the graph.
 HISTORY_KINDS: dict[str, type[m.Entity]] = {
     "Incident": m.Incident,
@@ -52,8 +64,49 @@ def person_summary(graph: CatalogGraph, name: str) -> PersonSummary:
     return PersonSummary(name=name, title=person.title, email=person.email, handle=person.handle)
 
 
-def owner_summary(graph: CatalogGraph, kind: str, name: str, at: datetime) -> OwnerSummary:
-    """The owner of `kind:name` with how it was inherited and who is on call at `at`."""
+def owner_summary(
+    graph: CatalogGraph,
+    kind: str,
+    name: str,
+    at: datetime,
+    *,
+    stale_after: timedelta = STALE_AFTER,
+) -> OwnerSummary:
+    """The owner of `kind:name` with how it was inherited, who is on call at `at`, and
+    where both facts came from (stale when synced longer than `stale_after` ago)."""
+    summary = _owner_summary(graph, kind, name, at)
+    _add_sources(graph, summary, at, stale_after)
+    return summary
+
+
+def fact_source(entity: m.Entity | None, at: datetime, stale_after: timedelta) -> FactSource | None:
+    """Where an entity's facts came from, and whether a synced one has gone stale."""
+    if entity is None:
+        return None
+    age = max((at - entity.synced_at).total_seconds(), 0.0)
+    stale = is_synced_source(entity.source) and age > stale_after.total_seconds()
+    return FactSource(
+        source=entity.source, synced_at=entity.synced_at, age_seconds=age, stale=stale
+    )
+
+
+def _add_sources(
+    graph: CatalogGraph, summary: OwnerSummary, at: datetime, stale_after: timedelta
+) -> None:
+    if summary.owner is None or not summary.path:
+        return
+    # The last entity walked is the one that names the owner.
+    kind, _, name = summary.path[-1].partition(":")
+    summary.owner_source = fact_source(graph.entities(kind).get(name), at, stale_after)
+    rotations = [
+        graph.rotations[c.rotation] for c in summary.on_call if c.rotation in graph.rotations
+    ]
+    if rotations:
+        oldest = min(rotations, key=lambda r: r.synced_at)
+        summary.on_call_source = fact_source(oldest, at, stale_after)
+
+
+def _owner_summary(graph: CatalogGraph, kind: str, name: str, at: datetime) -> OwnerSummary:
     found = find_owner(graph, kind, name)
     if found.owner is None:
         return OwnerSummary(owner=None, path=found.path)
@@ -110,7 +163,13 @@ def resolve_entity(
 
 
 async def get_owner(
-    store: Store, graph: CatalogGraph, name: str, at: datetime, *, limit: int = 20
+    store: Store,
+    graph: CatalogGraph,
+    name: str,
+    at: datetime,
+    *,
+    limit: int = 20,
+    stale_after: timedelta = STALE_AFTER,
 ) -> OwnerAnswer:
     """Who owns `name` (any kind, or an incident, deployment, postmortem or task key)."""
     try:
@@ -124,6 +183,7 @@ async def get_owner(
     summary = owner_summary(graph, resolved.kind, resolved.name, at)
     if resolved.kind in HISTORY_KINDS:
         summary = await _history_owner(store, graph, resolved, at)
+    _add_sources(graph, summary, at, stale_after)
 
     members = sorted(graph.team_members.get(summary.owner or "", ()))
     team = graph.teams.get(summary.owner or "")
@@ -169,10 +229,7 @@ async def _history_owner(
             parent = ("Incident", row.incident)
         elif isinstance(row, m.Incident):
             services = await _incident_services(session, row.name)
-            ranked = sorted(
-                services, key=lambda s: (getattr(graph.services.get(s), "tier", None) or 9, s)
-            )
-            parent = ("Service", ranked[0]) if ranked else None
+            parent = ("Service", services[0]) if services else None
     if parent is None:
         return OwnerSummary(owner=None, path=[ref])
     if parent[0] == "Incident":
@@ -187,13 +244,14 @@ async def _history_owner(
     return summary
 
 
-async def _incident_services(session: object, key: str) -> list[str]:
-    result = await session.execute(  # type: ignore[attr-defined]
-        select(m.IncidentLink.target).where(
-            col(m.IncidentLink.incident) == key, col(m.IncidentLink.kind) == "service"
-        )
+async def _incident_services(session: AsyncSession, key: str) -> list[str]:
+    """The incident's services in the order it names them; the first is the one that failed."""
+    result = await session.execute(
+        select(m.IncidentLink.target)
+        .where(col(m.IncidentLink.incident) == key, col(m.IncidentLink.kind) == "service")
+        .order_by(col(m.IncidentLink.id))
     )
-    return sorted(set(result.scalars().all()))
+    return list(dict.fromkeys(result.scalars().all()))
 
 
 def flag_state_text(state: m.FlagState) -> str:
@@ -207,7 +265,13 @@ def flag_state_text(state: m.FlagState) -> str:
 
 
 async def get_service(
-    store: Store, graph: CatalogGraph, name: str, at: datetime, *, limit: int = 15
+    store: Store,
+    graph: CatalogGraph,
+    name: str,
+    at: datetime,
+    *,
+    limit: int = 15,
+    stale_after: timedelta = STALE_AFTER,
 ) -> ServiceCard:
     """One card for a service: owner, tier, links, neighbours, where it runs, flags, incidents."""
     resolved = resolve_entity(graph, name, ("Service",))
@@ -249,7 +313,7 @@ async def get_service(
         lifecycle=svc.lifecycle,
         system=svc.system,
         domain=system.domain if system else None,
-        owner=owner_summary(graph, "Service", svc.name, at),
+        owner=owner_summary(graph, "Service", svc.name, at, stale_after=stale_after),
         repository=svc.repository,
         runbook=svc.runbook,
         dashboards=list(svc.dashboards),
@@ -279,7 +343,11 @@ async def get_service(
         flags_page=PageInfo.of(len(flags), min(limit, len(flags))),
         open_incidents=incidents,
         recent_deployments=deployments,
-        provenance=Provenance(source=svc.source, synced_at=svc.synced_at),
+        provenance=Provenance(
+            source=svc.source,
+            synced_at=svc.synced_at,
+            stale=bool((source := fact_source(svc, at, stale_after)) and source.stale),
+        ),
     )
 
 

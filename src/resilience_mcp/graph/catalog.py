@@ -83,6 +83,8 @@ class CatalogGraph:
     overrides: dict[str, list[m.OnCallOverride]] = field(default_factory=lambda: defaultdict(list))
     system_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     names: NameIndex = field(default_factory=NameIndex)
+    # Values computed from this graph on first use (indexes, rankings), dropped with it.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def entities(self, kind: str) -> dict[str, Any]:
         """The entities of one kind by name."""
@@ -128,7 +130,16 @@ async def build_graph(store: Store) -> CatalogGraph:
 
         async def rows(table: type[T]) -> list[T]:
             result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
-            return [cast(T, table.model_construct(**row._mapping)) for row in result]
+            keys = list(result.keys())
+            return [
+                cast(T, table.model_construct(**dict(zip(keys, row, strict=True))))
+                for row in result
+            ]
+
+        async def plain(table: type[SQLModel]) -> list[Any]:
+            # Link rows read once by `_link` and not kept: the row itself serves, unbuilt.
+            result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
+            return list(result)
 
         graph = CatalogGraph(version=version)
         graph.services = _by_name(await rows(m.Service))
@@ -142,18 +153,16 @@ async def build_graph(store: Store) -> CatalogGraph:
         graph.customers = _by_name(await rows(m.Customer))
         graph.rotations = _by_name(await rows(m.OnCallRotation))
         links: dict[type[SQLModel], list[Any]] = {
-            table: await rows(table)
-            for table in (
-                m.Dependency,
-                m.TeamMember,
-                m.ServiceInstance,
-                m.FeatureService,
-                m.FlagState,
-                m.CustomerFeature,
-                m.CustomerEnvironment,
-                m.OnCallOverride,
-            )
+            table: await rows(table) for table in (m.ServiceInstance, m.FlagState, m.OnCallOverride)
         }
+        for table in (
+            m.Dependency,
+            m.TeamMember,
+            m.FeatureService,
+            m.CustomerFeature,
+            m.CustomerEnvironment,
+        ):
+            links[table] = await plain(table)
     _link(graph, links)
     logger.debug(
         "built catalog graph v%d: %d services, %d edges in %.0f ms",

@@ -9,11 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Answer",
     "Card",
+    "FactSource",
     "OnCallNow",
     "OwnerSummary",
     "PageInfo",
     "PersonSummary",
+    "is_synced_source",
 ]
+
+# Provenance labels of facts written by hand (files, the demo), not synced from elsewhere.
+_LOCAL_SOURCES = ("local", "demo")
+_SOURCE_NAMES = {"pagerduty": "PagerDuty", "backstage": "Backstage", "github": "GitHub"}
+
+
+def is_synced_source(source: str) -> bool:
+    """Whether facts from `source` are kept current by a sync (and so can go stale)."""
+    return source not in _LOCAL_SOURCES and not source.startswith("files:")
 
 
 class Answer(BaseModel):
@@ -77,6 +88,33 @@ class OnCallNow(BaseModel):
     is_override: bool = False
 
 
+class FactSource(BaseModel):
+    """Where a fact came from and how fresh it is."""
+
+    source: str = Field(description="The system it was synced from, or how it was loaded.")
+    synced_at: datetime = Field(description="When that source last confirmed it.")
+    age_seconds: float = Field(description="How long ago that was, when the answer was made.")
+    stale: bool = Field(
+        default=False, description="True when a synced fact is older than the server allows."
+    )
+
+    def note(self, fact: str) -> str:
+        """`owner from PagerDuty, synced 4 minutes ago`, or empty for hand-written facts."""
+        if not is_synced_source(self.source):
+            return ""
+        name = _SOURCE_NAMES.get(self.source, self.source)
+        stale = " (stale)" if self.stale else ""
+        return f"{fact} from {name}, synced {_ago(self.age_seconds)}{stale}"
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
 class OwnerSummary(BaseModel):
     """An owner, how it was found, and how to reach it now."""
 
@@ -94,6 +132,12 @@ class OwnerSummary(BaseModel):
     on_call_from: str | None = Field(
         default=None, description="The team whose rotation answered, when not the owner's own."
     )
+    owner_source: FactSource | None = Field(
+        default=None, description="Where the entity that names the owner came from."
+    )
+    on_call_source: FactSource | None = Field(
+        default=None, description="Where the on-call rotation came from (the least fresh)."
+    )
 
     def line(self) -> str:
         if not self.owner:
@@ -102,4 +146,13 @@ class OwnerSummary(BaseModel):
         oncall = ", ".join(f"{c.person.title or c.person.name}" for c in self.on_call)
         reach = f"; on call: {oncall}" if oncall else "; nobody on call"
         chat = f"; {self.chat_channel}" if self.chat_channel else ""
-        return f"{self.owner}{how}{chat}{reach}"
+        return f"{self.owner}{how}{chat}{reach}{self._provenance()}"
+
+    def _provenance(self) -> str:
+        notes = [
+            source.note(fact)
+            for fact, source in (("owner", self.owner_source), ("on-call", self.on_call_source))
+            if source is not None
+        ]
+        text = "; ".join(note for note in notes if note)
+        return f" ({text})" if text else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index
+from sqlalchemy import JSON, DateTime, Index, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -455,6 +455,18 @@ class CatalogMeta(SQLModel, table=True):
 
 class AuditRecord(SQLModel, table=True):
     __tablename__ = "audit_record"
+    # At most one call acts per tool and idempotency key: a concurrent retry cannot insert
+    # its record, so its transaction rolls back and it answers with the first call's result.
+    __table_args__ = (
+        Index(
+            "ux_audit_record_tool_key",
+            "tool",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("outcome = 'ok' AND NOT dry_run"),
+            postgresql_where=text("outcome = 'ok' AND NOT dry_run"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _time(index=True, default_now=True)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from mcp.server import MCPServer
+from starlette.applications import Starlette
 
 from resilience_mcp import __version__
 from resilience_mcp.catalog import load_catalog, load_demo
+from resilience_mcp.connectors.sync import background_sync
+from resilience_mcp.connectors.webhooks import webhook_routes
 from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.server.auth import TokenBook
+from resilience_mcp.server.http import HttpSettings, build_asgi_app, is_loopback
+from resilience_mcp.server.prompts import register_prompts
+from resilience_mcp.server.resources import register_resources
 from resilience_mcp.server.state import AppState, ServerConfig
+from resilience_mcp.server.tools import actions as action_tools
 from resilience_mcp.server.tools import catalog as catalog_tools
 from resilience_mcp.server.tools import flags as flag_tools
 from resilience_mcp.server.tools import impact as impact_tools
@@ -24,11 +33,14 @@ from resilience_mcp.server.tools import metrics as metric_tools
 from resilience_mcp.server.tools import writes as write_tools
 from resilience_mcp.store import Store
 
-__all__ = ["TOOLSETS", "build_server"]
+__all__ = ["TOOLSETS", "build_http_app", "build_server"]
 
 logger = logging.getLogger(__name__)
 
 Registrar = Callable[[MCPServer[Any], ServerConfig], None]
+
+# The state of each server while it runs, for routes outside MCP (the webhooks).
+_RUNNING: weakref.WeakKeyDictionary[MCPServer[Any], AppState] = weakref.WeakKeyDictionary()
 
 # Each toolset is a list of modules' `register` functions. `default` holds the questions
 # of an incident; the others are opt-in for clients that cap how many tools they take.
@@ -40,7 +52,7 @@ TOOLSETS: dict[str, list[Registrar]] = {
         flag_tools.register,
     ],
     "metrics": [metric_tools.register],
-    "writes": [write_tools.register],
+    "writes": [write_tools.register, action_tools.register],
 }
 
 INSTRUCTIONS = """\
@@ -64,7 +76,11 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with open_state(config) as state:
-            yield state
+            _RUNNING[_server] = state
+            try:
+                yield state
+            finally:
+                _RUNNING.pop(_server, None)
 
     server: MCPServer[AppState] = MCPServer(
         "resilience-mcp",
@@ -77,7 +93,30 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     for name in chosen:
         for register in TOOLSETS[name]:
             register(server, config)
+    register_resources(server)
+    register_prompts(server)
     return server
+
+
+def build_http_app(
+    config: ServerConfig, settings: HttpSettings | None = None, tokens: TokenBook | None = None
+) -> Starlette:
+    """The server as an ASGI app for streamable HTTP; refuses what would be unsafe to serve."""
+    settings = settings or HttpSettings()
+    if not tokens and not is_loopback(settings.host):
+        raise InvalidInputError(
+            f"Refusing to listen on {settings.host} without authentication; serve on "
+            "127.0.0.1, or configure bearer tokens with --tokens-file or RESILIENCE_MCP_TOKENS."
+        )
+    if not tokens and config.enable_writes:
+        raise InvalidInputError(
+            "Write tools over HTTP need bearer tokens, so that only a token with the write "
+            "scope can use them; configure tokens, or leave writes off."
+        )
+    server = build_server(config)
+    hooks = config.connectors.webhooks if config.connectors else None
+    routes = webhook_routes(lambda: _RUNNING.get(server), hooks)
+    return build_asgi_app(server, settings, tokens, routes=routes)
 
 
 @asynccontextmanager
@@ -97,7 +136,9 @@ async def open_state(config: ServerConfig) -> AsyncIterator[AppState]:
             await load_catalog(store, list(config.load_paths))
         state = AppState(store=store, config=config)
         await state.graph()
-        yield state
+        sources = config.connectors if config.background_sync else None
+        async with background_sync(store, sources, config.clock) as state.sync:
+            yield state
     finally:
         await store.close()
         if scratch is not None:

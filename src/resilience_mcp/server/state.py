@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from resilience_mcp.connectors.sync import SyncMonitor
 from resilience_mcp.graph.catalog import CatalogGraph, GraphCache
+from resilience_mcp.models.connectors import ConnectorSettings
 from resilience_mcp.store import Store
 
 __all__ = ["AppState", "ServerConfig"]
@@ -27,6 +29,10 @@ class ServerConfig:
     load_paths: tuple[str, ...] = ()
     stale_after_hours: float = 24.0 * 7
     clock: Callable[[], datetime] = _now
+    # Sync sources, webhooks and outbound actions (the connectors file), when configured.
+    connectors: ConnectorSettings | None = None
+    # Whether sources with an interval are synced in the background while serving.
+    background_sync: bool = True
 
 
 @dataclass
@@ -34,6 +40,8 @@ class AppState:
     store: Store
     config: ServerConfig
     graphs: GraphCache = field(init=False)
+    # The background syncs' status, while they run (see connectors.sync).
+    sync: SyncMonitor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.graphs = GraphCache(self.store)

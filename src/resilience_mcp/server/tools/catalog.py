@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
@@ -42,7 +43,10 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         and the person on call now in each of its rotations."""
         state = app_state(ctx)
         graph = await state.graph()
-        return answer(await find_owner_answer(state.store, graph, name, state.now()))
+        stale_after = timedelta(hours=state.config.stale_after_hours)
+        return answer(
+            await find_owner_answer(state.store, graph, name, state.now(), stale_after=stale_after)
+        )
 
     @server.tool(title="Service card", annotations=READ)
     @agent_errors
@@ -53,7 +57,10 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         control it (kill switches first), open incidents and the latest deployments."""
         state = app_state(ctx)
         graph = await state.graph()
-        return answer(await find_service_card(state.store, graph, name, state.now()))
+        stale_after = timedelta(hours=state.config.stale_after_hours)
+        return answer(
+            await find_service_card(state.store, graph, name, state.now(), stale_after=stale_after)
+        )
 
     @server.tool(title="Search the catalog", annotations=READ)
     @agent_errors

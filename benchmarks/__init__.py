@@ -1,0 +1,1 @@
+"""Synthetic catalogs and the benchmark runs over them."""

@@ -1,0 +1,76 @@
+"""Feature flags from a flagd HTTP endpoint.
+
+flagd reads its flag definitions from files or from a URL that serves the same JSON
+(`{"flags": {...}}`); this connector reads that URL and converts it with the flagd file
+converter (`catalog.flagd`), so a flag's state in the source's environment is read exactly
+as from a file, and a state that changed is recorded in the flag's history.
+
+Nothing is pruned: a flag that leaves flagd keeps its last known state, since the catalog
+may declare it (and its states elsewhere) from other sources.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from resilience_mcp.catalog.files import Document
+from resilience_mcp.catalog.flagd import flagd_documents, is_flagd
+from resilience_mcp.connectors.documents import SyncReport, load_synced
+from resilience_mcp.connectors.http import ApiClient
+from resilience_mcp.errors import UpstreamError
+from resilience_mcp.store import Store
+
+__all__ = ["fetch_flagd", "sync_flagd"]
+
+logger = logging.getLogger(__name__)
+
+
+async def fetch_flagd(client: ApiClient, path: str = "") -> dict[str, object]:
+    """The flag definitions the endpoint serves; refuses anything that is not a flag set."""
+    body = await client.get_json(path)
+    if not is_flagd(body):
+        raise UpstreamError(
+            f"{client.name} did not answer with flagd flag definitions (an object with "
+            "'flags'); point the source's url at the JSON flagd reads."
+        )
+    assert isinstance(body, dict)
+    return body
+
+
+async def sync_flagd(
+    store: Store,
+    client: ApiClient,
+    *,
+    environment: str,
+    now: datetime,
+    name: str = "flagd",
+    label: str = "flagd",
+    path: str = "",
+    dry_run: bool = False,
+) -> SyncReport:
+    """Read the endpoint's flags as the state of `environment`, and load them."""
+    body = await fetch_flagd(client, path)
+    flags = body.get("flags")
+    report = SyncReport(
+        source=name, label=label, fetched={"flags": len(flags) if isinstance(flags, dict) else 0}
+    )
+    source_doc = Document(f"{client.name} flags", 1, body)
+    documents, issues = await flagd_documents(
+        store, [source_doc], environment=environment, by=f"flagd ({name})", now=now
+    )
+    for issue in issues:
+        logger.warning("skipped a record: %s", issue)
+        report.skipped.append(str(issue))
+    await load_synced(
+        store, _one_per_flag(documents, client.name), report, prune=False, dry_run=dry_run
+    )
+    return report
+
+
+def _one_per_flag(documents: list[Document], origin: str) -> list[Document]:
+    """Give each flag its own place, so that a refused flag is skipped alone."""
+    return [
+        Document(f"{origin} flag {doc.body['spec'].get('key', '?')}", index, doc.body)
+        for index, doc in enumerate(documents, start=1)
+    ]

@@ -1,0 +1,488 @@
+"""`resilience-mcp doctor`: check a store and say what to fix.
+
+The checks, in order: the database opens at this release's schema version; the engine's
+own integrity check; the catalog-state row; the full-text index covers every incident;
+references that name nothing (an owner, system, domain, dependency target, feature,
+environment, flag or incident that does not exist); child rows whose `owner_ref` names a
+missing entity; and entities no load or sync has confirmed for longer than a threshold.
+
+Each problem is a `Finding`: an error when something must be fixed (the command then exits
+non-zero), a warning when it deserves a look.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel, col
+
+from resilience_mcp import models as m
+from resilience_mcp.errors import StoreError
+from resilience_mcp.fulltext import FTS_KEYS, PG_TABLE
+from resilience_mcp.store import SCHEMA_VERSION, Store, default_db_url
+
+__all__ = ["REFERENCES", "Check", "DoctorReport", "Finding", "Reference", "check_store", "diagnose"]
+
+logger = logging.getLogger(__name__)
+
+Severity = Literal["error", "warning"]
+
+# Entities no load or sync confirmed for this long are reported as stale.
+DEFAULT_STALE_AFTER = timedelta(days=7)
+# How many example rows a finding names.
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: what is wrong, how to fix it, and a few rows that show it."""
+
+    severity: Severity
+    message: str
+    fix: str
+    examples: tuple[str, ...] = ()
+
+
+@dataclass
+class Check:
+    """One check that ran, with what it found; `detail` says what it looked at."""
+
+    name: str
+    detail: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, severity: Severity, message: str, fix: str, examples: Iterable[str] = ()) -> None:
+        self.findings.append(Finding(severity, message, fix, tuple(examples)[:EXAMPLES]))
+
+
+@dataclass
+class DoctorReport:
+    """Every check that ran on one database."""
+
+    target: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [finding for check in self.checks for finding in check.findings]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing must be fixed (warnings may remain)."""
+        return not self.errors
+
+    def summary(self) -> str:
+        lines = [f"checked {self.target}"]
+        for check in self.checks:
+            if not check.findings:
+                lines.append(f"  ok       {check.name}: {check.detail or 'no problems'}")
+            for finding in check.findings:
+                lines.append(f"  {finding.severity:<8} {check.name}: {finding.message}")
+                lines += [f"           - {example}" for example in finding.examples]
+                lines.append(f"           fix: {finding.fix}")
+        lines.append(
+            f"{len(self.errors)} problem(s) to fix, {len(self.warnings)} warning(s)"
+            if self.findings
+            else "nothing to fix"
+        )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A column whose values name entities of `kinds`; `many` when it holds a JSON list.
+
+    `when` narrows the rows to those whose column (first) holds the value (second), for
+    tables such as incident links that say in a column what kind the target is."""
+
+    table: type[SQLModel]
+    column: str
+    kinds: tuple[str, ...]
+    many: bool = False
+    when: tuple[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        where = f" ({self.when[0]} {self.when[1]})" if self.when else ""
+        return f"{_table_name(self.table)}.{self.column}{where}"
+
+
+_OWNER = ("Team", "Person")
+_LINK_KINDS = {
+    "service": "Service",
+    "environment": "Environment",
+    "feature": "Feature",
+    "customer": "Customer",
+    "flag": "FeatureFlag",
+    "deployment": "Deployment",
+}
+
+# Every column that names another entity, and what it may name.
+REFERENCES: tuple[Reference, ...] = (
+    Reference(m.Team, "parent", ("Team",)),
+    Reference(m.TeamMember, "team", ("Team",)),
+    Reference(m.TeamMember, "person", ("Person",)),
+    Reference(m.Domain, "owner", _OWNER),
+    Reference(m.System, "owner", _OWNER),
+    Reference(m.System, "domain", ("Domain",)),
+    Reference(m.Service, "owner", _OWNER),
+    Reference(m.Service, "system", ("System",)),
+    Reference(m.Dependency, "source", ("Service",)),
+    Reference(m.Dependency, "target", ("Service",)),
+    Reference(m.Environment, "parent", ("Environment",)),
+    Reference(m.ServiceInstance, "service", ("Service",)),
+    Reference(m.ServiceInstance, "environment", ("Environment",)),
+    Reference(m.Feature, "owner", _OWNER),
+    Reference(m.FeatureService, "feature", ("Feature",)),
+    Reference(m.FeatureService, "service", ("Service",)),
+    Reference(m.FeatureFlag, "feature", ("Feature",)),
+    Reference(m.FeatureFlag, "owner", _OWNER),
+    Reference(m.FeatureFlag, "services", ("Service",), many=True),
+    Reference(m.FlagState, "flag", ("FeatureFlag",)),
+    Reference(m.FlagState, "environment", ("Environment",)),
+    Reference(m.FlagChange, "flag", ("FeatureFlag",)),
+    Reference(m.FlagChange, "environment", ("Environment",)),
+    Reference(m.CustomerFeature, "customer", ("Customer",)),
+    Reference(m.CustomerFeature, "feature", ("Feature",)),
+    Reference(m.CustomerEnvironment, "customer", ("Customer",)),
+    Reference(m.CustomerEnvironment, "environment", ("Environment",)),
+    Reference(m.OnCallRotation, "team", ("Team",)),
+    Reference(m.OnCallRotation, "members", ("Person",), many=True),
+    Reference(m.OnCallOverride, "rotation", ("OnCall",)),
+    Reference(m.OnCallOverride, "person", ("Person",)),
+    Reference(m.Deployment, "service", ("Service",)),
+    Reference(m.Deployment, "environment", ("Environment",)),
+    Reference(m.Incident, "commander", ("Person",)),
+    *(
+        Reference(m.IncidentLink, "target", (kind,), when=("kind", link))
+        for link, kind in _LINK_KINDS.items()
+    ),
+    Reference(m.IncidentLink, "incident", ("Incident",)),
+    Reference(m.TimelineEntry, "incident", ("Incident",)),
+    Reference(m.Postmortem, "incident", ("Incident",)),
+    Reference(m.RemediationTask, "postmortem", ("Postmortem",)),
+    Reference(m.RemediationTask, "incident", ("Incident",)),
+    Reference(m.RemediationTask, "owner", _OWNER),
+    Reference(m.SLO, "service", ("Service",)),
+    Reference(m.SLOMeasurement, "slo", ("SLO",)),
+)
+
+
+async def diagnose(
+    url: str | None,
+    *,
+    now: datetime,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+    full: bool = False,
+) -> DoctorReport:
+    """Open the database at `url` without creating anything, and check it."""
+    report = DoctorReport(target=_describe(url))
+    opening = Check("open")
+    report.checks.append(opening)
+
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        opening.add(
+            "error",
+            f"there is no database file at {missing}",
+            "Check the path given by --db or RESILIENCE_MCP_DB, or create the database with "
+            "`resilience-mcp load PATH --db ...`.",
+        )
+        return report
+    try:
+        store = await Store.open(url, create=False)
+    except StoreError as exc:
+        opening.add("error", str(exc), "Fix what the message names, then run doctor again.")
+        return report
+
+    try:
+        opening.detail = f"{store.dialect} database"
+        checked = await check_store(store, now=now, stale_after=stale_after, full=full)
+    finally:
+        await store.close()
+    report.checks += checked.checks
+    return report
+
+
+async def check_store(
+    store: Store,
+    *,
+    now: datetime,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+    full: bool = False,
+) -> DoctorReport:
+    """Run every check on an open store."""
+    report = DoctorReport(target=f"{store.dialect} store")
+    report.checks.append(await _check_integrity(store, full=full))
+    async with store.session() as session:
+        report.checks.append(await _check_schema(session))
+        report.checks.append(await _check_fulltext(session, store))
+        names = await _names(session)
+        report.checks.append(await _check_references(session, names))
+        report.checks.append(await _check_orphans(session, names))
+        report.checks.append(await _check_stale(session, now - stale_after, stale_after))
+    for finding in report.findings:
+        logger.debug("doctor: %s: %s", finding.severity, finding.message)
+    return report
+
+
+# Integrity and schema
+
+
+async def _check_integrity(store: Store, *, full: bool) -> Check:
+    if store.is_sqlite:
+        pragma = "integrity_check" if full else "quick_check"
+        check = Check("integrity", f"PRAGMA {pragma} found no problems")
+        async with store.engine.connect() as conn:
+            rows = [str(r[0]) for r in (await conn.execute(text(f"PRAGMA {pragma}"))).fetchall()]
+        if rows != ["ok"]:
+            check.add(
+                "error",
+                f"PRAGMA {pragma} reports {len(rows)} problem(s) in the database file",
+                "Stop the servers using it, export what can be read with `resilience-mcp "
+                "export`, and load that into a new database.",
+                rows,
+            )
+        return check
+
+    check = Check("integrity", "the database answers and no index is marked invalid")
+    async with store.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+        invalid = (
+            await conn.execute(
+                text(
+                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE NOT i.indisvalid AND n.nspname = current_schema()"
+                )
+            )
+        ).fetchall()
+    if invalid:
+        check.add(
+            "error",
+            f"{len(invalid)} index(es) are marked invalid",
+            "Rebuild them with REINDEX INDEX for each index named.",
+            [str(row[0]) for row in invalid],
+        )
+    return check
+
+
+async def _check_schema(session: AsyncSession) -> Check:
+    check = Check("schema", f"version {SCHEMA_VERSION}, catalog version row present")
+    states = (await session.execute(select(m.CatalogState))).scalars().all()
+    if [state.id for state in states] != [1]:
+        check.add(
+            "error",
+            f"the catalog_state table holds {len(states)} row(s) instead of exactly one",
+            "Export the catalog and load it into a new database; replicas rely on that row "
+            "to notice changes.",
+        )
+    else:
+        check.detail = f"version {SCHEMA_VERSION}, catalog version {states[0].version}"
+    return check
+
+
+async def _check_fulltext(session: AsyncSession, store: Store) -> Check:
+    check = Check("full-text index", "every incident has its search document")
+    table = FTS_KEYS if store.is_sqlite else PG_TABLE
+    incidents = await _count(session, "SELECT count(*) FROM incident")
+    indexed = await _count(
+        session, f"SELECT count(*) FROM {table} WHERE incident IN (SELECT name FROM incident)"
+    )
+    if indexed != incidents:
+        check.add(
+            "error",
+            f"{incidents - indexed} of {incidents} incident(s) have no search document",
+            "Open the database once with this release (it rebuilds the index), or load the "
+            "catalog into a new database.",
+        )
+    return check
+
+
+async def _count(session: AsyncSession, sql: str) -> int:
+    return int((await session.execute(text(sql))).scalar_one())
+
+
+# References and orphans
+
+
+async def _names(session: AsyncSession) -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
+    for kind, table in m.KIND_TABLES.items():
+        names[kind] = set((await session.execute(select(col(table.name)))).scalars().all())
+    return names
+
+
+async def _check_references(session: AsyncSession, names: dict[str, set[str]]) -> Check:
+    check = Check("references", f"{len(REFERENCES)} kinds of reference resolve")
+    for ref in REFERENCES:
+        missing = await (_missing_in_lists if ref.many else _missing_values)(session, ref, names)
+        if not missing:
+            continue
+        rows = sum(len(owners) for owners in missing.values())
+        what = " or ".join(k.lower() for k in ref.kinds)
+        check.add(
+            "error",
+            f"{rows} row(s) of {ref.label} name a {what} that does not exist: "
+            + ", ".join(repr(name) for name in sorted(missing)[:EXAMPLES]),
+            f"Load the missing {what} entities, or correct {ref.column} in the catalog files "
+            "and load them again.",
+            [
+                f"{owner} -> {name!r}"
+                for name, owners in sorted(missing.items())
+                for owner in owners
+            ],
+        )
+    return check
+
+
+async def _missing_values(
+    session: AsyncSession, ref: Reference, names: dict[str, set[str]]
+) -> dict[str, list[str]]:
+    """The names `ref` holds that exist in none of its kinds, with the rows holding them."""
+    column = getattr(ref.table, ref.column)
+    query = select(_row_label(ref.table), column).where(col(column).is_not(None))
+    if ref.when is not None:
+        query = query.where(getattr(ref.table, ref.when[0]) == ref.when[1])
+    for kind in ref.kinds:
+        query = query.where(col(column).not_in(select(col(m.KIND_TABLES[kind].name))))
+    missing: dict[str, list[str]] = defaultdict(list)
+    for owner, value in (await session.execute(query)).all():
+        missing[str(value)].append(str(owner))
+    return missing
+
+
+async def _missing_in_lists(
+    session: AsyncSession, ref: Reference, names: dict[str, set[str]]
+) -> dict[str, list[str]]:
+    known = set().union(*(names[kind] for kind in ref.kinds))
+    query = select(_row_label(ref.table), getattr(ref.table, ref.column))
+    missing: dict[str, list[str]] = defaultdict(list)
+    for owner, values in (await session.execute(query)).all():
+        for value in values or []:
+            if value not in known:
+                missing[str(value)].append(str(owner))
+    return missing
+
+
+def _row_label(table: type[SQLModel]) -> Any:
+    """The column that says which entity a row is, or which document declared it."""
+    if issubclass(table, m.Owned):
+        return table.owner_ref
+    return getattr(table, "name")  # noqa: B009 - every entity table has a name
+
+
+async def _check_orphans(session: AsyncSession, names: dict[str, set[str]]) -> Check:
+    tables = _owned_tables()
+    check = Check("owned rows", f"every row of {len(tables)} child tables has its entity")
+    for table in tables:
+        query = select(col(table.owner_ref), func.count()).group_by(col(table.owner_ref))
+        orphans: dict[str, int] = {}
+        for owner_ref, count in (await session.execute(query)).all():
+            kind, _, name = str(owner_ref).partition(":")
+            if name not in names.get(kind, set()):
+                orphans[str(owner_ref)] = int(count)
+        if orphans:
+            check.add(
+                "error",
+                f"{sum(orphans.values())} row(s) of {_table_name(table)} belong to entities "
+                "that do not exist",
+                "Load the entities named again, or delete these rows; a later load of those "
+                "entities replaces them.",
+                [f"{ref} ({count} row(s))" for ref, count in sorted(orphans.items())],
+            )
+    return check
+
+
+def _owned_tables() -> list[type[m.Owned]]:
+    found: list[type[m.Owned]] = []
+    pending: list[type[m.Owned]] = [m.Owned]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            if hasattr(sub, "__table__") and sub not in found:
+                found.append(sub)
+            pending.append(sub)
+    return sorted(found, key=_table_name)
+
+
+# Staleness
+
+
+async def _check_stale(session: AsyncSession, cutoff: datetime, after: timedelta) -> Check:
+    check = Check("freshness", f"every entity was confirmed within {_days(after)}")
+    stale: dict[str, list[Any]] = {}
+    for kind, table in m.KIND_TABLES.items():
+        query = (
+            select(col(table.source), func.count(), func.min(col(table.synced_at)))
+            .where(col(table.synced_at) < cutoff)
+            .group_by(col(table.source))
+        )
+        for source, count, oldest in (await session.execute(query)).all():
+            entry = stale.setdefault(str(source), [0, oldest, []])
+            entry[0] += count
+            entry[1] = min(entry[1], oldest)
+            entry[2].append(f"{count} {kind}")
+    for source, (count, oldest, kinds) in sorted(stale.items()):
+        check.add(
+            "warning",
+            f"{count} entities from source {source!r} were last confirmed more than "
+            f"{_days(after)} ago (oldest {_stamp(oldest)})",
+            f"Run the sync or load of {source!r} again; if that source is gone, load what "
+            "replaces it with --prune.",
+            kinds,
+        )
+    return check
+
+
+# Small helpers
+
+
+def _table_name(table: type[SQLModel]) -> str:
+    return str(table.__tablename__)
+
+
+def _days(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:g} day(s)" if hours >= 24 else f"{hours:g} hour(s)"
+
+
+def _stamp(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else str(value)
+
+
+def _describe(url: str | None) -> str:
+    if url is None:
+        return "the default database"
+    if "://" not in url:
+        return url
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _missing_sqlite_file(url: str | None) -> Path | None:
+    """The path of a SQLite database that does not exist (opening it would create it)."""
+    url = url or default_db_url()
+    if "://" not in url:
+        path = Path(url).expanduser()
+    else:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        path = Path(parsed.database).expanduser()
+    return None if path.exists() else path

@@ -1,0 +1,239 @@
+"""What changed: deployments and flag changes on one timeline, newest first.
+
+Asked about services, the timeline also holds the changes to everything they depend on, at
+any depth: each entry carries the dependency path from the service asked about to the
+service that changed (or that reads the flag that changed). The window defaults to the 24
+hours before now; an environment narrows it to that environment and the tenant cells below
+it, plus changes made to every environment at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import col, func, select
+
+from resilience_mcp import models as m
+from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.graph.cards import resolve_entity
+from resilience_mcp.graph.catalog import CatalogGraph
+from resilience_mcp.graph.features import RECENT, note_correction, resolve_environment
+from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
+from resilience_mcp.store import Store
+
+__all__ = ["dependency_paths", "list_recent_changes", "parse_moment"]
+
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m)\s*$", re.IGNORECASE)
+_UNIT_HOURS = {"w": 168.0, "d": 24.0, "h": 1.0, "m": 1 / 60}
+
+
+def parse_moment(value: str | None, now: datetime, *, field: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone), or a duration back from now: 24h, 7d."""
+    if value is None or not value.strip():
+        return None
+    if match := _AGO.match(value):
+        hours = float(match.group(1)) * _UNIT_HOURS[match.group(2).lower()]
+        return now - timedelta(hours=hours)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"The {field} value {value!r} is neither a time such as 2026-12-01T09:00:00Z nor "
+            "a duration back from now such as 6h or 7d; give one of those."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def dependency_paths(graph: CatalogGraph, services: Iterable[str]) -> dict[str, list[str]]:
+    """Every service the given ones depend on, at any depth, with the shortest path to it.
+
+    Each given service maps to a path of itself alone. Breadth first, so the path found
+    first is a shortest one; neighbours in name order, so the answer does not vary.
+    """
+    paths = {service: [service] for service in services}
+    queue = deque(paths)
+    while queue:
+        node = queue.popleft()
+        if node not in graph.dependencies:
+            continue
+        for target in sorted(graph.dependencies.successors(node)):
+            if target not in paths:
+                paths[target] = [*paths[node], target]
+                queue.append(target)
+    return paths
+
+
+def _flag_paths(graph: CatalogGraph, paths: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each flag read by a service in reach, with the shortest path to a service reading it.
+
+    A flag that names no services belongs to the services of its feature.
+    """
+    found: dict[str, list[str]] = {}
+    for flag in graph.flags.values():
+        readers = flag.services or sorted(graph.feature_services.get(flag.feature or "", ()))
+        reached = [paths[s] for s in readers if s in paths]
+        if reached:
+            found[flag.name] = min(reached, key=lambda path: (len(path), path))
+    return found
+
+
+async def list_recent_changes(
+    store: Store,
+    graph: CatalogGraph,
+    now: datetime,
+    *,
+    services: Sequence[str] = (),
+    environment: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> ChangeTimeline:
+    """Deployments and flag changes in a window, newest first, through dependencies."""
+    notes: list[str] = []
+    until = until or now
+    since = since or until - RECENT
+    if since >= until:
+        raise InvalidInputError(
+            f"The window starts ({since:%Y-%m-%dT%H:%M:%SZ}) after it ends "
+            f"({until:%Y-%m-%dT%H:%M:%SZ}); give a since earlier than until."
+        )
+    asked = [note_correction(resolve_entity(graph, s, ("Service",)), notes).name for s in services]
+    asked = list(dict.fromkeys(asked))
+    env = (
+        note_correction(resolve_environment(graph, environment), notes).name
+        if environment
+        else None
+    )
+
+    paths = dependency_paths(graph, asked) if asked else None
+    flag_paths = _flag_paths(graph, paths) if paths is not None else None
+    scope = graph.environment_scope(env) if env else None
+    window = _Window(since, until, scope, offset + limit)
+    async with store.session() as session:
+        dep_total, deployments = await _deployments(session, window, paths)
+        flag_total, flag_changes = await _flag_changes(session, window, flag_paths)
+
+    entries = [_deployment_entry(graph, d, paths) for d in deployments]
+    entries += [_flag_entry(graph, c, flag_paths) for c in flag_changes]
+    # Stable, and in the order each query gave: a page boundary never drops or repeats one.
+    entries.sort(key=lambda e: (-e.at.timestamp(), e.kind, e.name))
+    shown = entries[offset : offset + limit]
+    return ChangeTimeline(
+        services=asked,
+        environment=env,
+        since=since,
+        until=until,
+        dependencies_included=len(paths) - len(asked) if paths is not None else 0,
+        notes=notes,
+        changes=shown,
+        page=PageInfo.of(dep_total + flag_total, len(shown), offset),
+    )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The part of the timeline asked for: a time range, environments, how many rows."""
+
+    since: datetime
+    until: datetime
+    scope: set[str] | None
+    rows: int
+
+    def where(self, at: Any, environment: Any) -> list[Any]:
+        clauses = [at >= self.since, at <= self.until]
+        if self.scope is not None:
+            clauses.append(or_(environment.in_(self.scope), environment.is_(None)))
+        return clauses
+
+
+async def _deployments(
+    session: Any, window: _Window, paths: dict[str, list[str]] | None
+) -> tuple[int, list[m.Deployment]]:
+    where = window.where(col(m.Deployment.deploy_time), col(m.Deployment.environment))
+    if paths is not None:
+        where.append(col(m.Deployment.service).in_(list(paths)))
+    total = await session.execute(select(func.count()).select_from(m.Deployment).where(*where))
+    rows = await session.execute(
+        select(m.Deployment)
+        .where(*where)
+        .order_by(col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
+        .limit(window.rows)
+    )
+    return int(total.scalar_one()), list(rows.scalars().all())
+
+
+async def _flag_changes(
+    session: Any, window: _Window, flag_paths: dict[str, list[str]] | None
+) -> tuple[int, list[m.FlagChange]]:
+    if flag_paths is not None and not flag_paths:
+        return 0, []
+    where = window.where(col(m.FlagChange.at), col(m.FlagChange.environment))
+    if flag_paths is not None:
+        where.append(col(m.FlagChange.flag).in_(list(flag_paths)))
+    total = await session.execute(select(func.count()).select_from(m.FlagChange).where(*where))
+    rows = await session.execute(
+        select(m.FlagChange)
+        .where(*where)
+        .order_by(col(m.FlagChange.at).desc(), col(m.FlagChange.flag), col(m.FlagChange.id).desc())
+        .limit(window.rows)
+    )
+    return int(total.scalar_one()), list(rows.scalars().all())
+
+
+def _tenant(graph: CatalogGraph, environment: str | None) -> str | None:
+    env = graph.environments.get(environment or "")
+    return env.tenant if env else None
+
+
+def _deployment_entry(
+    graph: CatalogGraph, row: m.Deployment, paths: dict[str, list[str]] | None
+) -> ChangeEntry:
+    where = row.environment or "every environment"
+    return ChangeEntry(
+        kind="deployment",
+        at=row.deploy_time,
+        name=row.name,
+        service=row.service,
+        environment=row.environment,
+        tenant=_tenant(graph, row.environment),
+        summary=f"deploy {row.service} {row.version or '(no version)'} to {where}: {row.status}",
+        by=row.author,
+        link=row.url,
+        reason=row.description,
+        status=row.status,
+        path=paths.get(row.service, []) if paths is not None else [],
+    )
+
+
+def _flag_entry(
+    graph: CatalogGraph, row: m.FlagChange, flag_paths: dict[str, list[str]] | None
+) -> ChangeEntry:
+    flag = graph.flags.get(row.flag)
+    key = flag.key if flag else row.flag
+    path = flag_paths.get(row.flag, []) if flag_paths is not None else []
+    service = path[-1] if path else (sorted(flag.services)[0] if flag and flag.services else None)
+    where = row.environment or "every environment"
+    change = f"{row.from_state or '?'} -> {row.to_state or '?'}"
+    links = [link["url"] for link in (flag.links if flag else []) if link.get("url")]
+    return ChangeEntry(
+        kind="flag",
+        at=row.at,
+        name=row.flag,
+        key=key,
+        service=service,
+        environment=row.environment,
+        tenant=_tenant(graph, row.environment),
+        summary=f"flag {key} in {where}: {change}",
+        by=row.by,
+        link=links[0] if links else None,
+        reason=row.reason,
+        path=path,
+    )

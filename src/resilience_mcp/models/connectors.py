@@ -1,0 +1,207 @@
+"""Connectors: how sync sources, webhooks and outbound actions are configured, the two
+bookkeeping tables webhooks write, and the answers of the action tools.
+
+The settings are read from one YAML file (see `resilience-mcp sync --help`); every secret
+in it is the *name* of an environment variable, never the secret itself.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlmodel import Field as Column
+from sqlmodel import SQLModel
+
+from resilience_mcp.models.common import Answer
+from resilience_mcp.models.tables import UTCDateTime, utcnow
+
+__all__ = [
+    "ActionBrief",
+    "ActionList",
+    "ActionSpec",
+    "ConnectorSettings",
+    "PushedCommit",
+    "SourceConfig",
+    "SourceType",
+    "WebhookDelivery",
+    "WebhookSettings",
+]
+
+SourceType = Literal["backstage", "backstage-files", "pagerduty", "flagd"]
+
+_SLUG = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Settings):
+    """One place the catalog is synced from."""
+
+    name: str = Field(pattern=_SLUG, description="What `resilience-mcp sync NAME` calls it.")
+    type: SourceType
+    url: str | None = Field(default=None, description="Base URL (Backstage, PagerDuty, flagd).")
+    path: str | None = Field(default=None, description="A folder (backstage-files).")
+    token_env: str | None = Field(
+        default=None, pattern=_ENV_NAME, description="The environment variable with the token."
+    )
+    source: str | None = Field(
+        default=None, description="The provenance label written on synced facts."
+    )
+    interval: str | None = Field(
+        default=None, description="How often to sync while serving (15m, 1h); none: never."
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    retries: int = Field(default=4, ge=0, le=10)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    # Backstage
+    pagination: Literal["cursor", "offset"] = "cursor"
+    filters: list[str] = Field(default_factory=list, description="Backstage `filter` values.")
+    include: list[str] = Field(
+        default_factory=list, description="Glob patterns of files to read in a folder."
+    )
+    prune: bool = Field(default=True, description="Remove what the source no longer has.")
+    # PagerDuty
+    incident_days: float = Field(default=30.0, gt=0, le=180)
+    oncall_days: float = Field(default=7.0, gt=0, le=90)
+    # flagd
+    environment: str | None = Field(
+        default=None, description="The catalog environment whose flag states flagd holds."
+    )
+
+    @property
+    def label(self) -> str:
+        """The provenance label: `source` when given, else the type's own name."""
+        if self.source:
+            return self.source
+        return "backstage" if self.type == "backstage-files" else self.type
+
+    @model_validator(mode="after")
+    def _where_to_read(self) -> SourceConfig:
+        if self.type == "backstage-files" and not self.path:
+            raise ValueError(f"source {self.name} (backstage-files) needs a path")
+        if self.type in ("backstage", "flagd") and not self.url:
+            raise ValueError(f"source {self.name} ({self.type}) needs a url")
+        if self.type == "flagd" and not self.environment:
+            raise ValueError(f"source {self.name} (flagd) needs the environment its flags are for")
+        return self
+
+
+class WebhookSettings(_Settings):
+    """Events pushed to us: each channel is on only when its secret is set."""
+
+    github_secret_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    generic_secret_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    tolerance_seconds: float = Field(
+        default=300.0, gt=0, description="How far a signed timestamp may be from now."
+    )
+    retention_days: float = Field(
+        default=7.0, gt=0, description="How long delivery ids are kept to refuse replays."
+    )
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+
+
+class ActionSpec(_Settings):
+    """An outbound webhook an agent may run with `run_action`."""
+
+    name: str = Field(pattern=_SLUG)
+    description: str = Field(min_length=1, max_length=1000)
+    url: str
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header name -> the environment variable holding its value.",
+    )
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the inputs the agent passes.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _header_names(self) -> ActionSpec:
+        for header, env in self.headers.items():
+            if not re.fullmatch(_ENV_NAME, env):
+                raise ValueError(
+                    f"action {self.name}: header {header} must name an environment variable, "
+                    f"not hold a value"
+                )
+        return self
+
+
+class ConnectorSettings(_Settings):
+    """The whole connectors file."""
+
+    sources: list[SourceConfig] = Field(default_factory=list)
+    webhooks: WebhookSettings | None = None
+    actions: list[ActionSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ConnectorSettings:
+        for what, names in (
+            ("source", [s.name for s in self.sources]),
+            ("action", [a.name for a in self.actions]),
+        ):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{what} names must be unique: {', '.join(twice)}")
+        return self
+
+    def source(self, name: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+
+# Bookkeeping tables
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """A delivery already processed, so that sending it again is refused."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = Column(primary_key=True, description="channel:delivery id")
+    event: str
+    received_at: datetime = Column(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class PushedCommit(SQLModel, table=True):
+    """A commit seen in a push event: its time gives deployments their lead time."""
+
+    __tablename__ = "pushed_commit"
+
+    repository: str = Column(primary_key=True)
+    sha: str = Column(primary_key=True)
+    ref: str | None = None
+    time: datetime = Column(sa_type=UTCDateTime, index=True)
+    pushed_at: datetime = Column(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# Answers
+
+
+class ActionBrief(BaseModel):
+    name: str
+    description: str
+    method: str
+    host: str = Field(description="Where the action sends its request (the host only).")
+    input_schema: dict[str, Any] = Field(description="JSON Schema of the inputs it takes.")
+
+
+class ActionList(Answer):
+    actions: list[ActionBrief]
+    writes_enabled: bool = Field(description="Whether run_action may be called on this server.")
+
+    def text(self) -> str:
+        if not self.actions:
+            return "No actions are configured on this server."
+        head = f"{len(self.actions)} action(s)"
+        if not self.writes_enabled:
+            head += " (writes are disabled here: run_action is not available)"
+        lines = [head + ":"]
+        lines += [f"- {a.name}: {a.description} ({a.method} {a.host})" for a in self.actions]
+        return "\n".join(lines)

@@ -1,0 +1,498 @@
+"""Finding past incidents like the one at hand, with what caused and what fixed them.
+
+The engine's full-text index proposes candidates (BM25 on SQLite, ts_rank on PostgreSQL),
+together with the latest incidents on the services in question. Each candidate is then
+scored on four things, weighted and added:
+
+- text: its full-text score, relative to the best candidate's;
+- concepts: the kinds of trigger and failure it shares with the query (see `concepts`);
+- structure: the same service, a dependency or dependent of it, or the same system;
+- recency: newer incidents describe the system as it is now.
+
+Every result says why it matched, and carries the root cause, the resolution and the
+remediation tasks with their status.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import SQLModel, col, select
+
+from resilience_mcp import models as m
+from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.graph.catalog import CatalogGraph
+from resilience_mcp.graph.incidents import (
+    incident_services,
+    resolve_incident,
+    task_brief,
+)
+from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.incidents import (
+    MatchReasons,
+    SimilarIncident,
+    SimilarIncidents,
+    TaskStatus,
+)
+from resilience_mcp.search.concepts import CONCEPTS, find_concepts
+from resilience_mcp.search.fts import MAX_TEXT, extract_terms, match_incidents, stem
+from resilience_mcp.store import Store
+
+__all__ = ["MAX_LIMIT", "Weights", "find_similar_rca"]
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = 20
+# How many full-text candidates are scored, and how many recent ones per service set.
+CANDIDATES = 100
+SERVICE_CANDIDATES = 50
+TASKS_PER_RESULT = 3
+# Enough of each explanation to act on; get_incident has the whole record.
+RELATED_SHOWN = 3
+TERMS_SHOWN = 10
+RECENCY_DAYS = 365.0
+
+_CONCEPTS = {c.name: c for c in CONCEPTS}
+_WORDS = re.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each part of the score counts."""
+
+    text: float = 1.0
+    title: float = 0.8
+    concepts: float = 2.5
+    structure: float = 1.0
+    recency: float = 0.1
+
+
+@dataclass
+class _Query:
+    text: str
+    terms: list[str]
+    services: set[str]
+    mentioned: set[str]
+    concepts: frozenset[str]
+    exclude: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _IncidentRow:
+    """The columns of an incident the ranking reads; plain rows load far faster than ORM."""
+
+    name: str
+    title: str | None
+    summary: str | None
+    description: str | None
+    trigger: str | None
+    severity: str
+    status: str
+    started_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _PostmortemRow:
+    name: str
+    incident: str | None
+    title: str | None
+    summary: str | None
+    trigger: str | None
+    root_cause: str | None
+    resolution: str | None
+    detection: str | None
+    contributing_factors: list[str]
+    lessons: list[str]
+    published_at: datetime | None
+
+
+_INCIDENT_COLUMNS = [f.name for f in fields(_IncidentRow)]
+_POSTMORTEM_COLUMNS = [f.name for f in fields(_PostmortemRow)]
+
+
+@dataclass
+class _Candidate:
+    incident: _IncidentRow
+    postmortem: _PostmortemRow | None = None
+    services: list[str] = field(default_factory=list)
+    text_score: float = 0.0
+    score: float = 0.0
+    why: MatchReasons = field(default_factory=MatchReasons)
+
+    @property
+    def text(self) -> str:
+        i, p = self.incident, self.postmortem
+        parts = [i.title, i.summary, i.description, i.trigger]
+        if p is not None:
+            parts += [p.title, p.summary, p.trigger, p.root_cause, p.resolution, p.detection]
+            parts += [*p.contributing_factors, *p.lessons]
+        return " ".join(x for x in parts if x)
+
+
+async def find_similar_rca(
+    store: Store,
+    graph: CatalogGraph,
+    now: datetime,
+    *,
+    text: str | None = None,
+    incident: str | None = None,
+    services: Sequence[str] = (),
+    limit: int = 5,
+    weights: Weights | None = None,
+    exclude: Collection[str] = (),
+) -> SimilarIncidents:
+    """Past incidents most like `text` and/or `incident`, optionally on `services`.
+
+    `exclude` names incidents to leave out (the one asked about always is)."""
+    weights = weights or Weights()
+    limit = max(1, min(limit, MAX_LIMIT))
+    query = await _build_query(store, graph, text, incident, services)
+
+    matches = await match_incidents(store, query.terms, limit=CANDIDATES)
+    scores = {hit.key: hit.score for hit in matches}
+    async with store.engine.connect() as conn:
+        recent = await _recent_on(conn, query.services | query.mentioned)
+        left_out = {*exclude, query.exclude}
+        keys = [k for k in dict.fromkeys([*scores, *recent]) if k not in left_out]
+        candidates = await _load(conn, keys)
+        for candidate in candidates:
+            candidate.text_score = scores.get(candidate.incident.name, 0.0)
+        ranked = _rank(candidates, query, graph, now, weights)[:limit]
+        results = await _results(conn, ranked, query, now)
+
+    logger.debug("similar incidents: %d terms, %d candidates", len(query.terms), len(keys))
+    return SimilarIncidents(
+        query=_shorten(text) if text else None,
+        incident=query.exclude,
+        services=sorted(query.services | query.mentioned),
+        terms=query.terms,
+        results=results,
+        page=PageInfo.of(len(candidates), len(results)),
+    )
+
+
+def _shorten(text: str, size: int = 200) -> str:
+    flat = " ".join(text[: size * 4].split())
+    return flat if len(flat) <= size else flat[: size - 3] + "..."
+
+
+async def _build_query(
+    store: Store,
+    graph: CatalogGraph,
+    text: str | None,
+    incident: str | None,
+    services: Sequence[str],
+) -> _Query:
+    if text is not None and not text.strip():
+        raise InvalidInputError(
+            "The text is empty; describe what you see (alert text, symptoms, error lines) "
+            "or give an incident key."
+        )
+    if text is None and not incident:
+        raise InvalidInputError(
+            "Give text (alert text, symptoms, error lines) or an incident key to compare "
+            "with; to list past incidents of a service, use list_incidents."
+        )
+    if text is not None and not extract_terms(text):
+        raise InvalidInputError(
+            f"The text {_shorten(text, 60)!r} has no words to search for; describe the "
+            "symptoms in words, such as 'checkout 503 payments-db connection timeouts'."
+        )
+
+    wanted = {graph.names.resolve(s, ["Service"]).name for s in services}
+    parts = [text or ""]
+    exclude = None
+    if incident:
+        async with store.session() as session:
+            row = await resolve_incident(session, incident)
+            exclude = row.name
+            wanted |= set((await incident_services(session, [row.name]))[row.name])
+            postmortem = await _postmortem_of(session, row.name)
+        incident_row = _IncidentRow(**{c: getattr(row, c) for c in _INCIDENT_COLUMNS})
+        pm_row = (
+            _PostmortemRow(**{c: getattr(postmortem, c) for c in _POSTMORTEM_COLUMNS})
+            if postmortem
+            else None
+        )
+        parts.append(_Candidate(incident_row, pm_row).text)
+
+    combined = " ".join(parts)
+    return _Query(
+        text=combined,
+        terms=extract_terms(combined),
+        services=wanted,
+        mentioned=_mentioned_services(graph, text or "") - wanted,
+        concepts=find_concepts(combined[:MAX_TEXT]),
+        exclude=exclude,
+    )
+
+
+def _mentioned_services(graph: CatalogGraph, text: str) -> set[str]:
+    """Services the text names, as whole names: `payments-db`, `payments db`, `Payments_DB`."""
+    words = [w.lower() for w in _WORDS.findall(text[:MAX_TEXT])]
+    found: set[str] = set()
+    for size in (3, 2, 1):
+        for start in range(len(words) - size + 1):
+            name = "-".join(words[start : start + size])
+            if graph.names.has("Service", name):
+                found.add(graph.names.resolve(name, ["Service"]).name)
+    return found
+
+
+async def _postmortem_of(session: AsyncSession, key: str) -> m.Postmortem | None:
+    rows = await session.execute(
+        select(m.Postmortem)
+        .where(col(m.Postmortem.incident) == key)
+        .order_by(col(m.Postmortem.published_at).desc(), col(m.Postmortem.name))
+    )
+    return rows.scalars().first()
+
+
+async def _recent_on(conn: AsyncConnection, services: set[str]) -> list[str]:
+    if not services:
+        return []
+    rows = await conn.execute(
+        select(m.Incident.name)
+        .join(m.IncidentLink, col(m.IncidentLink.incident) == col(m.Incident.name))
+        .where(col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target).in_(services))
+        .order_by(col(m.Incident.started_at).desc())
+        .limit(SERVICE_CANDIDATES)
+    )
+    return list(dict.fromkeys(rows.scalars().all()))
+
+
+async def _load(conn: AsyncConnection, keys: list[str]) -> list[_Candidate]:
+    """The candidates' incidents and latest postmortems, read as plain rows (no ORM)."""
+    if not keys:
+        return []
+    incidents, postmortems = _table(m.Incident), _table(m.Postmortem)
+    found: dict[str, _Candidate] = {}
+    for chunk in _chunks(keys):
+        rows = await conn.execute(
+            sa.select(*(incidents.c[c] for c in _INCIDENT_COLUMNS)).where(
+                incidents.c.name.in_(chunk)
+            )
+        )
+        for row in rows:
+            found[row.name] = _Candidate(_IncidentRow(*row))
+        rows = await conn.execute(
+            sa.select(*(postmortems.c[c] for c in _POSTMORTEM_COLUMNS))
+            .where(postmortems.c.incident.in_(chunk))
+            .order_by(postmortems.c.published_at, postmortems.c.name)
+        )
+        for row in rows:
+            # The latest postmortem of an incident wins.
+            if row.incident in found:
+                found[row.incident].postmortem = _PostmortemRow(*row)
+    services = await incident_services(conn, list(found))
+    for key, candidate in found.items():
+        candidate.services = services[key]
+    return [found[k] for k in keys if k in found]
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    return model.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _rank(
+    candidates: list[_Candidate],
+    query: _Query,
+    graph: CatalogGraph,
+    now: datetime,
+    weights: Weights,
+) -> list[_Candidate]:
+    best = max((c.text_score for c in candidates), default=0.0) or 1.0
+    said = {stem(t) for t in query.terms}
+    flatness = _flatness(candidates, best)
+    for candidate in candidates:
+        text = candidate.text_score / best
+        title = _title_score(candidate, said)
+        concepts = _concept_score(candidate, query) * flatness
+        structure = _structure_score(candidate, query, graph)
+        age_days = max(0.0, (now - candidate.incident.started_at).total_seconds() / 86400)
+        recency = math.exp(-age_days / RECENCY_DAYS)
+        candidate.score = (
+            weights.text * text
+            + weights.title * title
+            + weights.concepts * concepts
+            + weights.structure * structure
+            + weights.recency * recency
+        )
+    return sorted(candidates, key=lambda c: (-c.score, c.incident.name))
+
+
+def _flatness(candidates: list[_Candidate], best: float) -> float:
+    """How close the runner-up's words come to the best's, cubed. When one incident's words
+    match far better than the rest, the words decide; when many match about as well, the
+    kinds of trigger and failure break the tie."""
+    scores = sorted((c.text_score for c in candidates), reverse=True)
+    return (scores[1] / best) ** 3 if len(scores) > 1 else 0.0
+
+
+def _title_score(candidate: _Candidate, said: set[str]) -> float:
+    """How much of the candidate's title the query says: a title names the failure."""
+    words = {stem(t) for t in extract_terms(candidate.incident.title or "")}
+    if not words:
+        return 0.0
+    found = len(words & said)
+    return found / len(words) if len(words) > 1 else found / 2
+
+
+def _concept_score(candidate: _Candidate, query: _Query) -> float:
+    if not query.concepts:
+        return 0.0
+    theirs = find_concepts(candidate.text)
+    shared = theirs & query.concepts
+    triggers = sorted(c for c in shared if _CONCEPTS[c].kind == "trigger")
+    candidate.why.same_trigger = triggers
+    candidate.why.shared_failure_modes = sorted(shared - set(triggers))
+    # A weighted cosine: sharing the one concept a short story names counts as much as
+    # sharing four of a long postmortem's eight.
+    norm = math.sqrt(_squares(query.concepts) * _squares(theirs)) or 1.0
+    return _squares(shared) / norm
+
+
+def _squares(concepts: Iterable[str]) -> float:
+    return sum(_CONCEPTS[c].weight ** 2 for c in concepts)
+
+
+def _structure_score(candidate: _Candidate, query: _Query, graph: CatalogGraph) -> float:
+    asked = query.services | query.mentioned
+    if not asked or not candidate.services:
+        return 0.0
+    why = candidate.why
+    why.shared_services = sorted(asked.intersection(candidate.services))
+    deps = graph.dependencies
+    for a in sorted(asked):
+        for c in candidate.services:
+            if a != c and deps.has_edge(a, c):
+                why.related_services.append(f"{a} depends on {c}")
+            elif a != c and deps.has_edge(c, a):
+                why.related_services.append(f"{c} depends on {a}")
+    if not why.shared_services:
+        theirs = {_system(graph, c) for c in candidate.services}
+        why.same_system = sorted(s for s in {_system(graph, a) for a in asked} & theirs if s)
+
+    # Services named by the agent count fully; those only mentioned in the text, less.
+    strength = 1.0 if query.services.intersection(candidate.services) else 0.0
+    if query.mentioned.intersection(candidate.services):
+        strength = max(strength, 0.7)
+    if why.related_services:
+        strength = max(strength, 0.5)
+    if why.same_system:
+        strength = max(strength, 0.3)
+    return strength
+
+
+def _system(graph: CatalogGraph, service: str) -> str | None:
+    found = graph.services.get(service)
+    return found.system if found else None
+
+
+async def _results(
+    conn: AsyncConnection, ranked: list[_Candidate], query: _Query, now: datetime
+) -> list[SimilarIncident]:
+    keys = [c.incident.name for c in ranked]
+    by_incident = await _tasks(conn, ranked)
+    timelines = await _timelines(conn, keys)
+
+    results = []
+    for candidate in ranked:
+        key = candidate.incident.name
+        own = sorted(by_incident[key], key=lambda t: (t.priority, t.name))
+        record = f"{candidate.text} {' '.join(t.title or '' for t in own)} {timelines[key][0]}"
+        candidate.why.matched_terms = _matched_terms(query.terms, record)[:TERMS_SHOWN]
+        related = list(dict.fromkeys(candidate.why.related_services))
+        candidate.why.related_services = related[:RELATED_SHOWN]
+        results.append(_result(candidate, own, timelines[key][1], now))
+    return results
+
+
+async def _tasks(
+    conn: AsyncConnection, ranked: list[_Candidate]
+) -> dict[str, list[m.RemediationTask]]:
+    """Each incident's tasks, named directly or through its postmortem."""
+    keys = [c.incident.name for c in ranked]
+    via = {c.postmortem.name: c.incident.name for c in ranked if c.postmortem}
+    tasks = _table(m.RemediationTask)
+    rows = await conn.execute(
+        sa.select(tasks).where(sa.or_(tasks.c.incident.in_(keys), tasks.c.postmortem.in_(via)))
+    )
+    found: dict[str, list[m.RemediationTask]] = defaultdict(list)
+    for row in rows:
+        key = row.incident or via.get(row.postmortem or "")
+        if key:
+            found[key].append(m.RemediationTask.model_construct(**row._mapping))
+    return found
+
+
+async def _timelines(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Each incident's timeline text, and the entry that says what resolved it."""
+    entries = _table(m.TimelineEntry)
+    rows = await conn.execute(
+        sa.select(entries.c.incident, entries.c.kind, entries.c.text)
+        .where(entries.c.incident.in_(keys))
+        .order_by(entries.c.at, entries.c.id)
+    )
+    texts: dict[str, list[str]] = defaultdict(list)
+    fixed: dict[str, str] = {}
+    for incident, kind, text in rows:
+        texts[incident].append(text)
+        if kind in ("mitigation", "resolution"):
+            fixed.setdefault(incident, text)
+    return {k: (" ".join(texts.get(k, ())), fixed.get(k)) for k in keys}
+
+
+def _matched_terms(terms: Iterable[str], record: str) -> list[str]:
+    stems = {stem(w) for w in _WORDS.findall(record.lower())}
+    return [t for t in terms if stem(t) in stems]
+
+
+def _result(
+    candidate: _Candidate, tasks: list[m.RemediationTask], fixed: str | None, now: datetime
+) -> SimilarIncident:
+    i, pm = candidate.incident, candidate.postmortem
+    root_cause = (pm.root_cause or pm.summary) if pm else None
+    return SimilarIncident(
+        key=i.name,
+        title=i.title,
+        severity=i.severity,
+        status=i.status,
+        started_at=i.started_at,
+        resolved_at=i.resolved_at,
+        services=candidate.services,
+        score=round(candidate.score, 3),
+        why=candidate.why,
+        postmortem=pm.name if pm else None,
+        trigger=_clip(i.trigger or (pm.trigger if pm else None), 160),
+        root_cause=_clip(root_cause or i.summary, 300),
+        resolution=_clip((pm.resolution if pm else None) or fixed, 240),
+        tasks=[_status(t, now) for t in tasks[:TASKS_PER_RESULT]],
+        tasks_page=PageInfo.of(len(tasks), min(len(tasks), TASKS_PER_RESULT)),
+    )
+
+
+def _status(task: m.RemediationTask, now: datetime) -> TaskStatus:
+    brief = task_brief(task, now)
+    return TaskStatus.model_validate(brief.model_dump(include=set(TaskStatus.model_fields)))
+
+
+def _clip(text: str | None, size: int) -> str | None:
+    if not text:
+        return None
+    flat = " ".join(text.split())
+    return flat if len(flat) <= size else flat[: size - 3].rstrip() + "..."

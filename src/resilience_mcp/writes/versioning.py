@@ -1,0 +1,71 @@
+"""Optimistic concurrency for versioned rows (incidents, remediation tasks).
+
+An update names the version it read and changes the row only if it is still that version,
+bumping it; a writer that lost the race changes nothing and is told to re-read. So two
+agents updating one incident never overwrite each other silently.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from resilience_mcp import models as m
+from resilience_mcp.errors import ConflictError
+
+__all__ = ["Versioned", "check_version", "compare_and_set", "value_text"]
+
+Versioned = m.Incident | m.RemediationTask
+
+
+def check_version(row: Versioned, kind: str, expected: int | None, reread: str) -> None:
+    """Refuse an update made against a version the caller no longer has."""
+    if expected is not None and expected != row.version:
+        raise ConflictError(
+            f"{kind} {row.name} is at version {row.version}, not {expected}: someone changed "
+            f"it since you read it. Re-read it with {reread}, check the change still makes "
+            "sense, and retry with the new version."
+        )
+
+
+async def compare_and_set(
+    session: AsyncSession,
+    table: type[Versioned],
+    row: Versioned,
+    values: dict[str, Any],
+    *,
+    kind: str,
+    reread: str,
+) -> int:
+    """Write `values` if the row is still at the version read; returns the new version."""
+    read = row.version
+    statement = (
+        update(table)
+        .where(col(table.name) == row.name, col(table.version) == read)
+        .values(**values, version=read + 1)
+        # The row object keeps what was read; the caller describes the change from it.
+        .execution_options(synchronize_session=False)
+    )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    if result.rowcount != 1:
+        raise ConflictError(
+            f"{kind} {row.name} was changed by another caller while this update was being "
+            f"made (it is no longer version {read}); nothing was written. Re-read it with "
+            f"{reread} and retry."
+        )
+    return read + 1
+
+
+def value_text(value: Any) -> str | None:
+    """A column value as a change list shows it."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, list):
+        return "; ".join(str(item) for item in value)
+    return str(value)

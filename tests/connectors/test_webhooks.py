@@ -1,0 +1,271 @@
+"""Webhooks on a real server on loopback: signatures, replays, deployments and incidents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from resilience_mcp import models as m
+from resilience_mcp.connectors.webhooks import EVENTS_PATH, GITHUB_PATH, sign
+from resilience_mcp.graph import build_graph
+from resilience_mcp.metrics.dora import get_dora_metrics
+from resilience_mcp.models.connectors import ConnectorSettings, WebhookSettings
+from resilience_mcp.server.app import build_http_app
+from resilience_mcp.server.state import ServerConfig
+from resilience_mcp.store import Store
+from tests.connectors.fakes import on_loopback
+from tests.connectors.payloads import CATALOG, NOW, github_deployment_status, github_push
+from tests.support import fixed_clock, load_yaml
+
+pytestmark = pytest.mark.anyio
+
+GITHUB_SECRET = "gh-hook-secret-Zx81"
+EVENTS_SECRET = "events-hook-secret-Qm42"
+REPO = "acme/payments-api"
+C1, C2, C3, C4 = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
+
+
+@dataclass
+class Hooks:
+    http: httpx.AsyncClient
+    store: Store
+
+    async def github(
+        self, event: str, payload: Any, delivery: str, *, secret: str = GITHUB_SECRET
+    ) -> httpx.Response:
+        body = json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": sign(secret, body),
+        }
+        return await self.http.post(GITHUB_PATH, content=body, headers=headers)
+
+    async def event(
+        self, document: Any, delivery: str, *, sent: float | None = None
+    ) -> httpx.Response:
+        body = json.dumps(document).encode()
+        timestamp = str(int(sent if sent is not None else NOW.timestamp()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Resilience-Delivery": delivery,
+            "X-Resilience-Timestamp": timestamp,
+            "X-Resilience-Signature-256": sign(EVENTS_SECRET, body, timestamp),
+        }
+        return await self.http.post(EVENTS_PATH, content=body, headers=headers)
+
+    async def deployments(self) -> dict[str, m.Deployment]:
+        async with self.store.session() as session:
+            rows = await session.execute(select(m.Deployment))
+            return {d.name: d for d in rows.scalars().all()}
+
+
+@pytest.fixture
+async def hooks(store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hooks]:
+    monkeypatch.setenv("TEST_GITHUB_SECRET", GITHUB_SECRET)
+    monkeypatch.setenv("TEST_EVENTS_SECRET", EVENTS_SECRET)
+    await load_yaml(store, CATALOG, source="local")
+    settings = WebhookSettings(
+        github_secret_env="TEST_GITHUB_SECRET", generic_secret_env="TEST_EVENTS_SECRET"
+    )
+    config = ServerConfig(
+        db_url=db_url,
+        clock=fixed_clock(NOW),
+        connectors=ConnectorSettings(webhooks=settings),
+        background_sync=False,
+    )
+    async with (
+        on_loopback(build_http_app(config)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        yield Hooks(http, store)
+
+
+async def test_a_push_then_a_deployment_status_write_a_deployment_with_lead_time(
+    hooks: Hooks,
+) -> None:
+    pushed = await hooks.github(
+        "push",
+        github_push(REPO, [(C1, NOW - timedelta(hours=3)), (C2, NOW - timedelta(hours=2))]),
+        "d-1",
+    )
+    deployed = await hooks.github(
+        "deployment_status",
+        github_deployment_status(REPO, 9001, C2, "success", NOW - timedelta(hours=1)),
+        "d-2",
+    )
+
+    assert pushed.status_code == 200
+    assert pushed.json()["commits"] == 2
+    assert deployed.status_code == 200
+    assert deployed.json()["name"] == "payments-api-deploy-9001"
+    deployment = (await hooks.deployments())["payments-api-deploy-9001"]
+    assert (deployment.service, deployment.environment, deployment.status) == (
+        "payments-api",
+        "production",
+        "success",
+    )
+    assert (deployment.commit, deployment.version) == (C2, "v2.15.0")
+    assert deployment.commit_time == NOW - timedelta(hours=2)
+    assert deployment.deploy_time == NOW - timedelta(hours=1)
+    assert (deployment.source, deployment.external_id) == ("github", "9001")
+    assert [c["sha"] for c in deployment.commits] == [C2]
+    dora = await get_dora_metrics(
+        hooks.store, await build_graph(hooks.store), NOW, scope="service", name="payments-api"
+    )
+    assert dora.deployment_frequency.deployments == 1
+    assert dora.lead_time.median_minutes == 60
+
+
+async def test_the_next_deployment_lists_the_commits_since_the_last_one(hooks: Hooks) -> None:
+    await hooks.github("push", github_push(REPO, [(C1, NOW - timedelta(hours=5))]), "d-1")
+    await hooks.github(
+        "deployment_status",
+        github_deployment_status(REPO, 9001, C1, "success", NOW - timedelta(hours=4)),
+        "d-2",
+    )
+    later = [(C3, NOW - timedelta(hours=2)), (C4, NOW - timedelta(hours=1))]
+    await hooks.github("push", github_push(REPO, later), "d-3")
+    await hooks.github(
+        "deployment_status",
+        github_deployment_status(REPO, 9002, C4, "in_progress", NOW - timedelta(minutes=20)),
+        "d-4",
+    )
+    await hooks.github(
+        "deployment_status",
+        github_deployment_status(REPO, 9002, C4, "success", NOW - timedelta(minutes=10)),
+        "d-5",
+    )
+    late = await hooks.github(
+        "deployment_status",
+        github_deployment_status(REPO, 9002, C4, "queued", NOW - timedelta(minutes=15)),
+        "d-6",
+    )
+
+    assert late.status_code == 202
+    deployment = (await hooks.deployments())["payments-api-deploy-9002"]
+    assert deployment.status == "success"
+    assert [c["sha"] for c in deployment.commits] == [C4, C3]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["no signature", "another secret", "body changed"],
+)
+async def test_a_request_whose_signature_does_not_match_is_refused(
+    hooks: Hooks, tamper: str
+) -> None:
+    payload = github_deployment_status(REPO, 9001, C1, "success", NOW - timedelta(hours=1))
+    body = json.dumps(payload).encode()
+    signature = sign(GITHUB_SECRET, body)
+    if tamper == "another secret":
+        signature = sign("not-the-secret", body)
+    if tamper == "body changed":
+        body = body.replace(b"success", b"failure")
+    headers = {"X-GitHub-Event": "deployment_status", "X-GitHub-Delivery": "d-1"}
+    if tamper != "no signature":
+        headers["X-Hub-Signature-256"] = signature
+
+    response = await hooks.http.post(GITHUB_PATH, content=body, headers=headers)
+
+    assert response.status_code == 401
+    assert GITHUB_SECRET not in response.text
+    assert await hooks.deployments() == {}
+
+
+async def test_a_delivery_sent_again_is_refused(hooks: Hooks) -> None:
+    payload = github_deployment_status(REPO, 9001, C1, "success", NOW - timedelta(hours=1))
+
+    first = await hooks.github("deployment_status", payload, "d-same")
+    again = await hooks.github("deployment_status", payload, "d-same")
+
+    assert first.status_code == 200
+    assert again.status_code == 409
+    assert "already received" in again.json()["error"]
+
+
+async def test_an_unknown_repository_is_refused_and_can_be_sent_again_once_known(
+    hooks: Hooks,
+) -> None:
+    payload = github_deployment_status("acme/ledger", 77, C1, "success", NOW - timedelta(hours=1))
+
+    refused = await hooks.github("deployment_status", payload, "d-77")
+    await load_yaml(
+        hooks.store,
+        "apiVersion: resilience/v1\nkind: Service\nmetadata: {name: ledger}\n"
+        "spec: {repository: 'https://github.com/acme/ledger.git'}\n",
+        source="local",
+    )
+    accepted = await hooks.github("deployment_status", payload, "d-77")
+
+    assert refused.status_code == 422
+    assert "No catalog service has the repository acme/ledger" in refused.json()["error"]
+    assert accepted.status_code == 200
+    assert "ledger-deploy-77" in await hooks.deployments()
+
+
+async def test_a_deployment_status_older_than_the_window_is_refused(hooks: Hooks) -> None:
+    payload = github_deployment_status(REPO, 9001, C1, "success", NOW - timedelta(days=30))
+
+    response = await hooks.github("deployment_status", payload, "d-old")
+
+    assert response.status_code == 422
+    assert await hooks.deployments() == {}
+
+
+@pytest.mark.parametrize(("event", "status"), [("ping", 200), ("issues", 202)])
+async def test_pings_are_answered_and_other_events_ignored(
+    hooks: Hooks, event: str, status: int
+) -> None:
+    response = await hooks.github(event, {"zen": "Keep it logically awesome."}, "d-x")
+
+    assert response.status_code == status
+
+
+INCIDENT = {
+    "kind": "Incident",
+    "metadata": {"name": "INC-4242", "title": "Checkout errors"},
+    "spec": {
+        "severity": "SEV2",
+        "status": "investigating",
+        "startedAt": "2026-12-01T11:20:00Z",
+        "services": ["checkout"],
+        "suspectedDeployments": [],
+    },
+}
+
+
+async def test_a_signed_generic_event_loads_an_incident(hooks: Hooks) -> None:
+    response = await hooks.event(INCIDENT, "evt-1")
+
+    assert response.status_code == 200
+    async with hooks.store.session() as session:
+        incident = await session.get(m.Incident, "INC-4242")
+    assert incident is not None
+    assert (incident.severity, incident.source) == ("SEV2", "webhook")
+
+
+@pytest.mark.parametrize("skew", [-3600, 3600])
+async def test_a_generic_event_signed_outside_the_window_is_refused(
+    hooks: Hooks, skew: int
+) -> None:
+    response = await hooks.event(INCIDENT, "evt-1", sent=NOW.timestamp() + skew)
+
+    assert response.status_code == 401
+    assert "outside the allowed window" in response.json()["error"]
+
+
+async def test_a_generic_event_is_applied_once(hooks: Hooks) -> None:
+    first = await hooks.event(INCIDENT, "evt-7")
+    again = await hooks.event(INCIDENT, "evt-7")
+    other_kind = await hooks.event({**INCIDENT, "kind": "Service"}, "evt-8")
+
+    assert (first.status_code, again.status_code, other_kind.status_code) == (200, 409, 422)

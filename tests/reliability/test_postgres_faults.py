@@ -1,0 +1,190 @@
+"""PostgreSQL going away under a serving store.
+
+The machine's server is shared, so it is never restarted: instead the server side of our
+own connections is killed with `pg_terminate_backend`, picked out by the
+`application_name` the store under test sets. A call in flight then fails with a message
+that says the connection was lost, a load in flight writes nothing, and the next calls
+succeed on fresh connections (the pool pings before it hands a connection out).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from resilience_mcp.catalog import load_catalog
+from resilience_mcp.errors import StoreError
+from resilience_mcp.server import ServerConfig, build_server
+from resilience_mcp.store import Store
+from tests.reliability.generate import write_catalog
+from tests.reliability.snapshot import snapshot
+from tests.support import BACKENDS, PG_URL, load_yaml
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 60
+BASE = """\
+apiVersion: resilience/v1
+kind: Team
+metadata: {name: team-payments}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: payments-api}
+spec: {owner: team-payments}
+"""
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b.id == "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """These tests run on PostgreSQL only."""
+    return str(request.param)
+
+
+@pytest.fixture
+def app_name() -> str:
+    return f"rmcp-fault-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def url(db_url: str, app_name: str) -> str:
+    """The test's schema, holding a small catalog, reached by connections named `app_name`."""
+    named = f"{db_url}&application_name={app_name}"
+    store = await Store.open(named)
+    try:
+        await load_yaml(store, BASE)
+    finally:
+        await store.close()
+    return named
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[AsyncEngine]:
+    """A connection of the test's own, which nothing kills."""
+    engine = create_async_engine(PG_URL)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def terminate(admin: AsyncEngine, app_name: str) -> int:
+    """Kill the server side of every connection named `app_name`; how many there were."""
+    async with admin.connect() as conn:
+        killed = await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = :name"
+            ),
+            {"name": app_name},
+        )
+        return len(killed.all())
+
+
+async def wait_until_blocked(admin: AsyncEngine, app_name: str) -> None:
+    """Poll until a connection named `app_name` waits for a lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = :name AND wait_event_type = 'Lock'"
+    )
+    with anyio.fail_after(LIMIT):
+        while True:
+            async with admin.connect() as conn:
+                if (await conn.execute(query, {"name": app_name})).scalar_one():
+                    return
+            await anyio.sleep(0.02)
+
+
+async def lock(conn: AsyncConnection, url: str, table: str, mode: str) -> None:
+    schema = make_url(url).query["search_path"]
+    await conn.execute(text(f'LOCK TABLE "{schema}".{table} IN {mode} MODE'))
+
+
+def text_of(result: CallToolResult) -> str:
+    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def test_connections_killed_between_calls_are_replaced_without_an_error(
+    url: str, app_name: str, admin: AsyncEngine
+) -> None:
+    async with Client(build_server(ServerConfig(db_url=url, toolsets=("all",)))) as client:
+        first = await client.call_tool("get_service", {"name": "payments-api"})
+        killed = await terminate(admin, app_name)
+        after = [await client.call_tool("get_service", {"name": "payments-api"}) for _ in "abc"]
+
+    assert killed >= 1
+    assert not first.is_error
+    assert [result.is_error for result in after] == [False, False, False]
+
+
+async def test_a_call_in_flight_when_the_server_goes_fails_cleanly_and_the_next_succeeds(
+    url: str, app_name: str, admin: AsyncEngine
+) -> None:
+    results: list[CallToolResult] = []
+    async with Client(build_server(ServerConfig(db_url=url, toolsets=("all",)))) as client:
+        await client.call_tool("get_service", {"name": "payments-api"})
+
+        async def call() -> None:
+            results.append(await client.call_tool("get_service", {"name": "payments-api"}))
+
+        async with admin.connect() as blocker:
+            # Every call reads the catalog version first: it waits on this lock, in flight.
+            await lock(blocker, url, "catalog_state", "ACCESS EXCLUSIVE")
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call)
+                await wait_until_blocked(admin, app_name)
+                assert await terminate(admin, app_name) >= 1
+                await blocker.rollback()
+        with anyio.fail_after(LIMIT):
+            results.append(await client.call_tool("get_service", {"name": "payments-api"}))
+
+    in_flight, next_call = results
+    assert in_flight.is_error
+    assert "connection to the database was lost" in text_of(in_flight)
+    assert "failed unexpectedly" not in text_of(in_flight)
+    assert not next_call.is_error, text_of(next_call)
+
+
+async def test_a_load_in_flight_when_the_server_goes_writes_nothing_and_can_run_again(
+    url: str, app_name: str, admin: AsyncEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "catalog"
+    expected = write_catalog(folder, services=60)
+    store = await Store.open(url)
+    try:
+        before = await snapshot(store)
+        failure: list[BaseException] = []
+
+        async def load() -> None:
+            try:
+                await load_catalog(store, [folder])
+            except StoreError as exc:
+                failure.append(exc)
+
+        async with admin.connect() as blocker:
+            # Reads pass this lock; the load's first write to services waits on it, after
+            # it has written teams and people in the same transaction.
+            await lock(blocker, url, "service", "EXCLUSIVE")
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(load)
+                await wait_until_blocked(admin, app_name)
+                await terminate(admin, app_name)
+                await blocker.rollback()
+
+        assert len(failure) == 1
+        assert "connection to the database was lost" in str(failure[0])
+        assert await snapshot(store) == before
+        report = await load_catalog(store, [folder])
+        assert sum(report.created.values()) == sum(expected.values())
+    finally:
+        await store.close()
