@@ -58,7 +58,7 @@ def _postgres_available() -> bool:
     return ok
 
 
-_PG = _postgres_available()
+PG_AVAILABLE = _postgres_available()
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param(
@@ -66,14 +66,14 @@ BACKENDS = [
         id="postgres",
         marks=[
             pytest.mark.postgres,
-            pytest.mark.skipif(not _PG, reason="PostgreSQL is not reachable"),
+            pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL is not reachable"),
         ],
     ),
 ]
 
 
 @asynccontextmanager
-async def _pg_schema_url() -> AsyncIterator[str]:
+async def pg_schema_url() -> AsyncIterator[str]:
     """A URL pointing at a fresh schema, dropped afterwards."""
     from sqlalchemy import text
 
@@ -94,7 +94,7 @@ async def _pg_schema_url() -> AsyncIterator[str]:
 @asynccontextmanager
 async def backend_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend == "postgres":
-        async with _pg_schema_url() as url:
+        async with pg_schema_url() as url:
             yield url
     else:
         yield f"sqlite+aiosqlite:///{tmp_path / 'catalog.db'}"
