@@ -105,6 +105,27 @@ class Metadata(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class ChildRow:
+    """A row an entity declares in another table, kept as plain values: building table
+    objects for the tens of thousands of rows of a large catalog costs more than the load."""
+
+    __slots__ = ("table", "values")
+
+    def __init__(self, table: type[m.Owned], **values: Any) -> None:
+        self.table = table
+        self.values = _row_defaults(table) | values
+
+
+def _row_defaults(table: type[m.Owned]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for name, info in table.model_fields.items():
+        if name == "id":
+            continue
+        factory = info.default_factory
+        defaults[name] = factory() if factory is not None else info.default  # type: ignore[call-arg]
+    return defaults
+
+
 @dataclass
 class Parsed:
     """What one document declares."""
@@ -112,7 +133,7 @@ class Parsed:
     kind: str
     name: str
     columns: dict[str, Any]
-    children: list[m.Owned] = field(default_factory=list)
+    children: list[ChildRow] = field(default_factory=list)
     refs: list[tuple[str, Ref]] = field(default_factory=list)
     # Backstage `children` on a Group: these teams get this one as parent.
     child_teams: list[str] = field(default_factory=list)
@@ -212,7 +233,7 @@ def _parse_team(p: Parsed, s: TeamSpec) -> None:
         p.columns["title"] = s.profile.display_name
     p.child_teams = p.refs_of("spec.children", s.children, "Team")
     for person in p.refs_of("spec.members", s.members, "Person"):
-        p.children.append(m.TeamMember(owner_ref="", team=p.name, person=person))
+        p.children.append(ChildRow(m.TeamMember, team=p.name, person=person))
 
 
 @_dumper("Team")
@@ -242,7 +263,7 @@ def _parse_person(p: Parsed, s: PersonSpec) -> None:
     if s.profile and s.profile.display_name and not p.columns.get("title"):
         p.columns["title"] = s.profile.display_name
     for team in p.refs_of("spec.memberOf", s.member_of, "Team"):
-        p.children.append(m.TeamMember(owner_ref="", team=team, person=p.name))
+        p.children.append(ChildRow(m.TeamMember, team=team, person=p.name))
 
 
 @_dumper("Person")
@@ -340,13 +361,13 @@ def _parse_service(p: Parsed, s: ServiceSpec) -> None:
         dashboards=s.dashboards,
     )
     for target in p.refs_of("spec.dependsOn", s.depends_on, "Service"):
-        p.children.append(m.Dependency(owner_ref="", source=p.name, target=target))
+        p.children.append(ChildRow(m.Dependency, source=p.name, target=target))
     for i, dep in enumerate(s.dependencies):
         declared = p.ref(f"spec.dependencies[{i}].target", dep.target, "Service")
         assert declared is not None
         p.children.append(
-            m.Dependency(
-                owner_ref="",
+            ChildRow(
+                m.Dependency,
                 source=p.name,
                 target=declared,
                 kind=dep.kind,
@@ -355,16 +376,16 @@ def _parse_service(p: Parsed, s: ServiceSpec) -> None:
             )
         )
     for api in p.refs_of("spec.consumesApis", _as_api(s.consumes_apis), "Service"):
-        p.children.append(m.Dependency(owner_ref="", source=p.name, target=api))
+        p.children.append(ChildRow(m.Dependency, source=p.name, target=api))
     # The API fails when the component that provides it fails.
     for api in p.refs_of("spec.providesApis", _as_api(s.provides_apis), "Service"):
-        p.children.append(m.Dependency(owner_ref="", source=api, target=p.name))
+        p.children.append(ChildRow(m.Dependency, source=api, target=p.name))
     for i, run in enumerate(s.environments):
         env = p.ref(f"spec.environments[{i}].environment", run.environment, "Environment")
         assert env is not None
         p.children.append(
-            m.ServiceInstance(
-                owner_ref="",
+            ChildRow(
+                m.ServiceInstance,
                 service=p.name,
                 environment=env,
                 version=run.version,
@@ -457,7 +478,7 @@ class FeatureSpec(Spec):
 def _parse_feature(p: Parsed, s: FeatureSpec) -> None:
     p.columns["owner"] = p.ref("spec.owner", s.owner, "Team")
     for service in p.refs_of("spec.services", s.services, "Service"):
-        p.children.append(m.FeatureService(owner_ref="", feature=p.name, service=service))
+        p.children.append(ChildRow(m.FeatureService, feature=p.name, service=service))
 
 
 @_dumper("Feature")
@@ -522,8 +543,8 @@ def _parse_flag(p: Parsed, s: FlagSpec) -> None:
         env = p.ref(f"spec.states[{i}].environment", st.environment, "Environment")
         assert env is not None
         p.children.append(
-            m.FlagState(
-                owner_ref="",
+            ChildRow(
+                m.FlagState,
                 flag=p.name,
                 environment=env,
                 enabled=st.enabled,
@@ -537,8 +558,8 @@ def _parse_flag(p: Parsed, s: FlagSpec) -> None:
     for i, ch in enumerate(s.history):
         env = p.ref(f"spec.history[{i}].environment", ch.environment, "Environment")
         p.children.append(
-            m.FlagChange(
-                owner_ref="",
+            ChildRow(
+                m.FlagChange,
                 flag=p.name,
                 environment=env,
                 at=ch.at,
@@ -619,9 +640,9 @@ def _parse_customer(p: Parsed, s: CustomerSpec) -> None:
         contacts=[c.model_dump(exclude_none=True) for c in s.contacts],
     )
     for feature in p.refs_of("spec.features", s.features, "Feature"):
-        p.children.append(m.CustomerFeature(owner_ref="", customer=p.name, feature=feature))
+        p.children.append(ChildRow(m.CustomerFeature, customer=p.name, feature=feature))
     for env in p.refs_of("spec.environments", s.environments, "Environment"):
-        p.children.append(m.CustomerEnvironment(owner_ref="", customer=p.name, environment=env))
+        p.children.append(ChildRow(m.CustomerEnvironment, customer=p.name, environment=env))
 
 
 @_dumper("Customer")
@@ -670,7 +691,7 @@ def _parse_oncall(p: Parsed, s: OnCallSpec) -> None:
         person = p.ref(f"spec.overrides[{i}].person", o.person, "Person")
         assert person is not None
         p.children.append(
-            m.OnCallOverride(owner_ref="", rotation=p.name, person=person, start=o.start, end=o.end)
+            ChildRow(m.OnCallOverride, rotation=p.name, person=person, start=o.start, end=o.end)
         )
 
 
@@ -836,12 +857,12 @@ def _parse_incident(p: Parsed, s: IncidentSpec) -> None:
     for field_name, (link_kind, kind) in INCIDENT_LINKS.items():
         for target in p.refs_of(f"spec.{field_name}", data[field_name], kind):
             p.children.append(
-                m.IncidentLink(owner_ref="", incident=p.name, kind=link_kind, target=target)
+                ChildRow(m.IncidentLink, incident=p.name, kind=link_kind, target=target)
             )
     for entry in s.timeline:
         p.children.append(
-            m.TimelineEntry(
-                owner_ref="",
+            ChildRow(
+                m.TimelineEntry,
                 incident=p.name,
                 at=entry.at,
                 kind=entry.kind,
@@ -1018,7 +1039,7 @@ def _parse_slo(p: Parsed, s: SLOSpec) -> None:
         if ms.good > ms.total:
             raise ValueError(f"spec.measurements[{i}] has more good events than total")
         p.children.append(
-            m.SLOMeasurement(owner_ref="", slo=p.name, at=ms.at, good=ms.good, total=ms.total)
+            ChildRow(m.SLOMeasurement, slo=p.name, at=ms.at, good=ms.good, total=ms.total)
         )
 
 

@@ -389,9 +389,9 @@ def _shift_times(entities: list[_Entity], shift: timedelta) -> None:
             if (value := entity.parsed.columns.get(column)) is not None:
                 entity.parsed.columns[column] = value + shift
         for child in entity.parsed.children:
-            for column in _time_columns(type(child)):
-                if (value := getattr(child, column)) is not None:
-                    setattr(child, column, value + shift)
+            for column in _time_columns(child.table):
+                if (value := child.values.get(column)) is not None:
+                    child.values[column] = value + shift
 
 
 def _time_columns(table: type[SQLModel]) -> list[str]:
@@ -464,9 +464,10 @@ def _link_child_teams(entities: list[_Entity]) -> None:
 _PROVENANCE = {"source", "external_id", "synced_at"}
 
 
-def _child_values(row: SQLModel) -> tuple[tuple[str, Any], ...]:
-    data = row.model_dump(exclude={"id", "owner_ref"})
-    return tuple(sorted((k, _normalise(v)) for k, v in data.items()))
+def _child_values(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(
+        sorted((k, _normalise(v)) for k, v in values.items() if k not in ("id", "owner_ref"))
+    )
 
 
 def _normalise(value: Any) -> Any:
@@ -485,7 +486,7 @@ def _fingerprint(parsed: Parsed, table: type[m.Entity]) -> tuple[Any, ...]:
         for c in table.__table__.columns  # type: ignore[attr-defined]
         if c.name not in _PROVENANCE and c.name != "version"
     }
-    children = sorted((_child_values(c) for c in parsed.children), key=repr)
+    children = sorted((_child_values(c.values) for c in parsed.children), key=repr)
     return (tuple(sorted(columns.items())), tuple(children))
 
 
@@ -524,7 +525,9 @@ async def _existing(
             for c in table.__table__.columns  # type: ignore[attr-defined]
             if c.name not in _PROVENANCE and c.name != "version"
         }
-        child_values = sorted((_child_values(c) for c in owned.get(name, [])), key=repr)
+        child_values = sorted(
+            (_child_values(c.model_dump()) for c in owned.get(name, [])), key=repr
+        )
         fingerprints[name] = (tuple(sorted(columns.items())), tuple(child_values))
     return fingerprints
 
@@ -553,8 +556,7 @@ async def _replace(
         row = table.model_validate(entity.parsed.columns | {"source": source, "synced_at": now})
         main_rows.append(row.model_dump())
         for child in entity.parsed.children:
-            child.owner_ref = entity.ref
-            child_rows[type(child)].append(child.model_dump(exclude={"id"}))
+            child_rows[child.table].append(child.values | {"owner_ref": entity.ref})
     for chunk in _chunks(main_rows):
         await session.execute(insert(table), chunk)
     for child_table, rows in child_rows.items():
