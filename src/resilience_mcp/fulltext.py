@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = [
     "FTS_KEYS",
     "FTS_TABLE",
+    "FTS_VOCABULARY",
     "FULLTEXT_VERSION",
     "PG_TABLE",
     "install_fulltext",
@@ -32,10 +33,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when the document or the index changes shape; the next open rebuilds the index.
-FULLTEXT_VERSION = 1
+FULLTEXT_VERSION = 3
 
 FTS_TABLE = "incident_fts"
 FTS_KEYS = "incident_fts_key"
+# How many documents hold each (stemmed) word, read to leave out words nearly all have.
+FTS_VOCABULARY = "incident_fts_vocab"
 PG_TABLE = "incident_search"
 _META_KEY = "fulltext_version"
 
@@ -56,8 +59,9 @@ _SOURCES = {
 async def install_fulltext(conn: AsyncConnection) -> None:
     """Create the index and its triggers if missing, filling it from the tables."""
     if conn.dialect.name == "postgresql":
-        # Replicas may open the same database at once; DDL on functions does not race well.
-        await conn.execute(text("SELECT pg_advisory_xact_lock(7461002)"))
+        # Replicas may open the same catalog at once and DDL on functions does not race
+        # well: they take turns, per schema, so catalogs in other schemas are not held up.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
     installed = await _installed_version(conn)
     if installed == FULLTEXT_VERSION:
         return
@@ -140,9 +144,11 @@ def _sqlite_parts(i: str) -> dict[str, str]:
             f"(SELECT group_concat(p.detection, ' ') {pm})",
             f"(SELECT group_concat(p.resolution, ' ') {pm})",
             each("lessons"),
-            "(SELECT group_concat(r.title, ' ') FROM remediation_task r "
-            f"WHERE r.incident = {i}.name OR r.postmortem IN "
-            f"(SELECT p.name {pm}))",
+            # Tasks name the incident, or only its postmortem: two index lookups, not an OR.
+            "(SELECT group_concat(title, ' ') FROM ("
+            f"SELECT r.title FROM remediation_task r WHERE r.incident = {i}.name UNION "
+            "SELECT r.title FROM remediation_task r JOIN postmortem p ON r.postmortem = p.name "
+            f"WHERE p.incident = {i}.name))",
             "(SELECT group_concat(l.target, ' ') FROM incident_link l "
             f"WHERE l.incident = {i}.name)",
         ),
@@ -185,12 +191,16 @@ async def _install_sqlite(conn: AsyncConnection) -> None:
     for table in _SOURCES:
         for event in ("INSERT", "UPDATE", "DELETE"):
             await conn.execute(text(f"DROP TRIGGER IF EXISTS {FTS_TABLE}_{table}_{event.lower()}"))
+    await conn.execute(text(f"DROP TABLE IF EXISTS {FTS_VOCABULARY}"))
     await conn.execute(text(f"DROP TABLE IF EXISTS {FTS_TABLE}"))
     await conn.execute(
         text(
             f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5("
             "title, summary, cause, detail, tokenize = 'porter unicode61 remove_diacritics 2')"
         )
+    )
+    await conn.execute(
+        text(f"CREATE VIRTUAL TABLE {FTS_VOCABULARY} USING fts5vocab({FTS_TABLE}, 'row')")
     )
     await conn.execute(
         text(
@@ -226,9 +236,11 @@ LANGUAGE sql STABLE AS $$
             CASE WHEN json_typeof(p.lessons) = 'array'
             THEN p.lessons ELSE '[]'::json END) f)), ' ')
        FROM postmortem p WHERE p.incident = i.name),
-      (SELECT string_agg(r.title, ' ') FROM remediation_task r
-       WHERE r.incident = i.name
-          OR r.postmortem IN (SELECT p.name FROM postmortem p WHERE p.incident = i.name)),
+      (SELECT string_agg(t.title, ' ') FROM (
+         SELECT r.title FROM remediation_task r WHERE r.incident = i.name
+         UNION
+         SELECT r.title FROM remediation_task r JOIN postmortem p ON r.postmortem = p.name
+         WHERE p.incident = i.name) t),
       (SELECT string_agg(l.target, ' ') FROM incident_link l WHERE l.incident = i.name))), 'C')
   FROM incident i WHERE i.name = key
 $$

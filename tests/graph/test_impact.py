@@ -18,7 +18,7 @@ from resilience_mcp.graph.impact import (
 )
 from resilience_mcp.models.impact import AffectedCustomer
 from resilience_mcp.store import Store
-from tests.graph.service_graphs import load, otel_documents
+from tests.graph.service_graphs import doc, load, otel_documents
 
 pytestmark = pytest.mark.anyio
 
@@ -249,3 +249,16 @@ async def test_the_impact_answer_is_the_same_on_every_backend(store: Store) -> N
     ]
     assert [i.key for i in answer.past_incidents[:2]] == ["INC-2046", "INC-2044"]
     assert answer.past_incidents[0].services == ["payments-api", "checkout"]
+
+
+async def test_a_flag_that_names_nothing_reaches_no_one_and_says_why() -> None:
+    store = await Store.open("sqlite+aiosqlite://")
+    try:
+        graph = await load(store, [*otel_documents(), doc("FeatureFlag", "orphan", {})])
+    finally:
+        await store.close()
+
+    answer = compute_customer_impact(graph, flag="orphan")
+
+    assert answer.page.total == 0
+    assert answer.notes == ["The flag orphan names no feature and no service reading it."]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from resilience_mcp.errors import NotFoundError
+from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.walk import (
     explain_dependency,
@@ -183,3 +183,8 @@ async def test_the_dependencies_answer_lists_the_cycles_a_service_is_in(
 async def test_an_unknown_service_is_refused_by_name(boutique: CatalogGraph) -> None:
     with pytest.raises(NotFoundError, match="No service is named 'warehouse'"):
         get_dependencies(boutique, "warehouse", "down")
+
+
+async def test_explaining_a_service_against_itself_is_refused(boutique: CatalogGraph) -> None:
+    with pytest.raises(InvalidInputError, match="name two different services"):
+        explain_dependency(boutique, "frontend", "Frontend")

@@ -14,7 +14,7 @@ from resilience_mcp import models as m
 from resilience_mcp.catalog import load_catalog
 from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.graph import CatalogGraph, build_graph
-from resilience_mcp.search.fts import MAX_TERMS, extract_terms, match_incidents
+from resilience_mcp.search.fts import MAX_TERMS, affordable, extract_terms, match_incidents
 from resilience_mcp.search.incidents import find_similar_rca
 from resilience_mcp.store import Store
 
@@ -238,3 +238,19 @@ async def test_every_incident_is_in_the_index_after_a_load(loaded: Store) -> Non
     async with loaded.session() as session:
         incidents = set((await session.execute(select(m.Incident.name))).scalars().all())
     assert set(await keys(loaded, "out of disk connection slots")) == incidents
+
+
+@pytest.mark.parametrize(
+    ("counts", "kept"),
+    [
+        ({"disk": 10, "full": 20, "kafka": 5}, ["disk", "full", "kafka"]),
+        ({"disk": 2000, "full": 2900, "kafka": 5}, ["disk", "kafka"]),
+        ({"disk": 9000, "full": 8000, "kafka": 7000}, ["full", "kafka"]),
+        ({}, ["disk", "full", "kafka"]),
+    ],
+    ids=["small-store", "over-budget", "all-common", "unknown-words"],
+)
+def test_the_rarest_words_are_kept_within_the_ranking_budget(
+    counts: dict[str, float], kept: list[str]
+) -> None:
+    assert affordable(["disk", "full", "kafka"], counts) == kept

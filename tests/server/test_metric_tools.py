@@ -127,6 +127,9 @@ async def test_scorecard_failures_by_rule_find_the_unpaged_services(demo_client:
         "reviews-service",
     }
     assert answer["entities"] == 40
+    # reviews-service has no owner; the data team's two services have nobody on call.
+    assert (answer["levels"]["none"], answer["levels"]["Basic"]) == (1, 2)
+    assert sum(answer["levels"].values()) == 40
 
 
 async def test_scorecard_failures_for_a_team_page_with_a_cursor(demo_client: Client) -> None:

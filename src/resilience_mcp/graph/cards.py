@@ -151,15 +151,19 @@ def _owner_summary(graph: CatalogGraph, kind: str, name: str, at: datetime) -> O
 
 
 def resolve_entity(
-    graph: CatalogGraph, name: str, kinds: tuple[str, ...] = LOOKUP_KINDS
+    graph: CatalogGraph, name: str, kinds: tuple[str, ...] | None = None
 ) -> Resolved:
-    """A catalog entity by forgiving name; `kind:name` narrows the kinds."""
+    """A catalog entity by forgiving name, of one of `kinds` when given (else of any kind);
+    `kind:name` narrows the kinds."""
     if ":" in name:
         prefix, rest = name.split(":", 1)
         kind = canonical_kind(prefix)
         if kind is not None:
+            if kinds is not None and kind not in kinds:
+                # `team:payments` asked of a service lookup names no service at all.
+                raise NotFoundError(kinds[0] if len(kinds) == 1 else "entity", name)
             return graph.names.resolve(rest, [kind])
-    return graph.names.resolve(name, kinds)
+    return graph.names.resolve(name, kinds or LOOKUP_KINDS)
 
 
 async def get_owner(

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any, Literal
 
 from sqlalchemy import select as select_rows
@@ -36,7 +37,7 @@ from resilience_mcp.graph.mermaid import impact_flowchart
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.graph.walk import Walk, walk_dependencies
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import OwnerSummary, PageInfo
+from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.impact import (
     NAMED,
     AffectedCustomer,
@@ -97,6 +98,18 @@ class FeatureHit:
         return (not self.reported, self.depth, not self.down, name)
 
 
+@dataclass(frozen=True)
+class CustomerHit:
+    """An affected customer, before it is shown: only the page shown becomes a model."""
+
+    name: str
+    plan: str | None
+    weight: float
+    down: bool
+    features: list[str]
+    environments: list[str]
+
+
 @dataclass
 class Impact:
     """What a failure reaches, before it is cut into pages."""
@@ -111,7 +124,8 @@ class Impact:
     ranked: list[str] = field(default_factory=list)
     # Affected features, in rank order.
     features: dict[str, FeatureHit] = field(default_factory=dict)
-    customers: list[AffectedCustomer] = field(default_factory=list)
+    # Affected customers, enterprise first, then by weight.
+    customers: list[CustomerHit] = field(default_factory=list)
 
     def status(self, service: str) -> Literal["failing", "down", "degraded"]:
         if service in self.failing:
@@ -198,7 +212,7 @@ def _features(
     return dict(sorted(found.items(), key=lambda item: item[1].rank(item[0])))
 
 
-def _customers(graph: CatalogGraph, impact: Impact) -> list[AffectedCustomer]:
+def _customers(graph: CatalogGraph, impact: Impact) -> list[CustomerHit]:
     """Customers entitled to an affected feature and served where the failure is."""
     # Features in rank order, so each customer's list starts with the most telling one.
     entitled: dict[str, list[str]] = {}
@@ -215,22 +229,27 @@ def _customers(graph: CatalogGraph, impact: Impact) -> list[AffectedCustomer]:
             continue
         entity = graph.customers[name]
         down = any(impact.features[f].down for f in features)
-        found.append(
-            AffectedCustomer(
-                name=name,
-                title=entity.title,
-                plan=entity.plan,
-                weight=entity.weight,
-                status="down" if down else "degraded",
-                features=features[:INNER],
-                environments=where[:INNER],
-            )
-        )
+        found.append(CustomerHit(name, entity.plan, entity.weight, down, features, where))
     found.sort(key=lambda c: (plan_rank(c.plan), -c.weight, c.name))
     return found
 
 
-def _by_plan(customers: list[AffectedCustomer]) -> dict[str, int]:
+def _customer_models(graph: CatalogGraph, hits: list[CustomerHit]) -> list[AffectedCustomer]:
+    return [
+        AffectedCustomer(
+            name=hit.name,
+            title=graph.customers[hit.name].title,
+            plan=hit.plan,
+            weight=hit.weight,
+            status="down" if hit.down else "degraded",
+            features=hit.features[:INNER],
+            environments=hit.environments[:INNER],
+        )
+        for hit in hits
+    ]
+
+
+def _by_plan(customers: list[CustomerHit]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for customer in customers:
         plan = customer.plan or "unknown"
@@ -268,6 +287,9 @@ async def compute_impact(
 
     impact = find_impact(graph, failing, envs, reported_features=found.features if found else ())
     impact.environment = envs[0] if len(envs) == 1 else None
+    gone = [s for s in failing if s not in graph.services]
+    if gone:
+        notes.append(f"Not in the catalog any more, so left out: {', '.join(gone)}.")
     # An incident's likely culprits shipped in the window before it started (or since);
     # what came before it is what it started with.
     start, end, before = now - since, now, now
@@ -363,11 +385,12 @@ def _shape(
     incident: _Incident | None,
     envs: list[str],
 ) -> ImpactAnswer:
+    """The answer, with only each list's first `limit` items built."""
     ranked = impact.services()
-    features = _feature_list(graph, impact)
-    levers = _levers(graph, impact, incident.flags if incident else [], envs)
+    levers, levers_total = _levers(graph, impact, incident.flags if incident else [], envs, limit)
     owners_shown = min(limit, OWNERS)
-    owners = _owners(graph, impact, ranked, now, owners_shown)
+    owners, owners_total = _owners(graph, impact, now, owners_shown)
+    customers = impact.customers
     if incident is not None and incident.row.status == "resolved":
         notes.append(f"{incident.row.name} is resolved; this is the impact it had.")
     return ImpactAnswer(
@@ -380,16 +403,16 @@ def _shape(
         services_page=PageInfo.of(len(ranked), min(limit, len(ranked))),
         down=len(impact.walk.hard_depth) - len(impact.failing),
         degraded=len(impact.walk.soft_depth),
-        features=features[:limit],
-        features_page=PageInfo.of(len(features), min(limit, len(features))),
-        flags=levers[:limit],
-        flags_page=PageInfo.of(len(levers), min(limit, len(levers))),
-        customers=impact.customers[:limit],
-        customers_page=PageInfo.of(len(impact.customers), min(limit, len(impact.customers))),
-        customers_by_plan=_by_plan(impact.customers),
-        customers_weight=sum(c.weight for c in impact.customers),
-        owners=owners[:owners_shown],
-        owners_page=PageInfo.of(len(owners), min(owners_shown, len(owners))),
+        features=_feature_list(graph, impact, limit),
+        features_page=PageInfo.of(len(impact.features), min(limit, len(impact.features))),
+        flags=levers,
+        flags_page=PageInfo.of(levers_total, len(levers)),
+        customers=_customer_models(graph, customers[:limit]),
+        customers_page=PageInfo.of(len(customers), min(limit, len(customers))),
+        customers_by_plan=_by_plan(customers),
+        customers_weight=sum(c.weight for c in customers),
+        owners=owners,
+        owners_page=PageInfo.of(owners_total, len(owners)),
         deployments=[],
         deployments_page=PageInfo.of(0, 0),
         deployments_since=now,
@@ -421,7 +444,7 @@ def _impacted(graph: CatalogGraph, impact: Impact, service: str) -> ImpactedServ
     )
 
 
-def _feature_list(graph: CatalogGraph, impact: Impact) -> list[ImpactedFeature]:
+def _feature_list(graph: CatalogGraph, impact: Impact, limit: int) -> list[ImpactedFeature]:
     return [
         ImpactedFeature(
             name=name,
@@ -431,16 +454,21 @@ def _feature_list(graph: CatalogGraph, impact: Impact) -> list[ImpactedFeature]:
             services=hit.services[:INNER],
             reported=hit.reported,
         )
-        for name, hit in impact.features.items()
+        for name, hit in islice(impact.features.items(), limit)
     ]
 
 
 def _levers(
-    graph: CatalogGraph, impact: Impact, named: Sequence[str], envs: Sequence[str]
-) -> list[FlagLever]:
-    """Flags on affected features and services: kill switches first, then the flags the
-    incident names, then by how telling the feature or service they relate to is."""
-    rank: dict[str, tuple[int, ...]] = {}
+    graph: CatalogGraph,
+    impact: Impact,
+    named: Sequence[str],
+    envs: Sequence[str],
+    limit: int,
+) -> tuple[list[FlagLever], int]:
+    """Flags on affected features and services, the first `limit` of them and how many in
+    all: kill switches first, then the flags the incident names, then by how telling the
+    feature or service they relate to is."""
+    rank: dict[str, tuple[int, int]] = {}
     why: dict[str, str] = {}
     readers: dict[str, list[str]] = {}
     for position, (feature, hit) in enumerate(impact.features.items()):
@@ -459,10 +487,11 @@ def _levers(
             rank[flag] = (-1, 0)
             why[flag] = f"{NAMED}; " + why.get(flag, "not on an affected feature")
 
-    def order(flag: str) -> tuple[bool, tuple[int, ...], str]:
+    def order(flag: str) -> tuple[bool, tuple[int, int], str]:
         return (graph.flags[flag].purpose != "kill-switch", rank[flag], graph.flags[flag].key)
 
-    return [
+    ranked = sorted((f for f in why if f in graph.flags), key=order)
+    levers = [
         FlagLever(
             name=flag,
             key=graph.flags[flag].key,
@@ -473,8 +502,9 @@ def _levers(
             states=_states(graph, flag, envs),
             why=why[flag],
         )
-        for flag in sorted((f for f in why if f in graph.flags), key=order)
+        for flag in ranked[:limit]
     ]
+    return levers, len(ranked)
 
 
 def _states(graph: CatalogGraph, flag: str, envs: Sequence[str]) -> dict[str, str]:
@@ -495,33 +525,27 @@ def _states(graph: CatalogGraph, flag: str, envs: Sequence[str]) -> dict[str, st
 
 
 def _owners(
-    graph: CatalogGraph, impact: Impact, ranked: list[str], now: datetime, limit: int
-) -> list[OwnerToCall]:
-    """Owners of the affected services, those of failing services first; the unowned last."""
+    graph: CatalogGraph, impact: Impact, now: datetime, shown: int
+) -> tuple[list[OwnerToCall], int]:
+    """Owners of the affected services, those of failing services first, the unowned last:
+    the first `shown` with who is on call, and how many owners in all."""
     groups: dict[str | None, list[str]] = {}
-    for service in ranked:
+    for service in impact.services():
         groups.setdefault(service_owner(graph, service), []).append(service)
     failing = set(impact.failing)
     # Groups were made in ranked order, so their position says who is nearest the failure.
     position = {owner: i for i, owner in enumerate(groups)}
     order = sorted(groups, key=lambda o: (o is None, failing.isdisjoint(groups[o]), position[o]))
-    owners = []
-    for index, owner in enumerate(order):
-        services = groups[owner]
-        summary = (
-            owner_summary(graph, "Service", services[0], now)
-            if index < limit
-            else OwnerSummary(owner=owner)
+    owners = [
+        OwnerToCall(
+            owner=owner_summary(graph, "Service", groups[owner][0], now),
+            services=groups[owner][:INNER],
+            services_total=len(groups[owner]),
+            owns_failing=not failing.isdisjoint(groups[owner]),
         )
-        owners.append(
-            OwnerToCall(
-                owner=summary,
-                services=services[:INNER],
-                services_total=len(services),
-                owns_failing=not failing.isdisjoint(services),
-            )
-        )
-    return owners
+        for owner in order[:shown]
+    ]
+    return owners, len(order)
 
 
 # The columns a deployment or an incident is shown with; wide text and JSON stay behind.
@@ -723,19 +747,20 @@ def compute_customer_impact(
         failing = list(dict.fromkeys([*failing, *entity.services]))
         features += [entity.feature] if entity.feature else []
         said.append(f"flag {entity.key}")
+        if not entity.feature and not entity.services:
+            notes.append(f"The flag {entity.key} names no feature and no service reading it.")
     envs = [_resolve_environment(graph, environment, notes)] if environment else []
 
     impact = find_impact(graph, failing, envs, reported_features=features)
-    ranked = _feature_list(graph, impact)
-    page = impact.customers[offset : offset + limit]
+    page = _customer_models(graph, impact.customers[offset : offset + limit])
     return CustomerImpactAnswer(
         started_from=" and ".join(said),
         failing=impact.failing,
         environment=envs[0] if envs else None,
         environments=sorted(impact.affected_envs or ()),
         notes=notes,
-        features=ranked[:limit],
-        features_page=PageInfo.of(len(ranked), min(limit, len(ranked))),
+        features=_feature_list(graph, impact, limit),
+        features_page=PageInfo.of(len(impact.features), min(limit, len(impact.features))),
         customers=page,
         page=PageInfo.of(len(impact.customers), len(page), offset),
         by_plan=_by_plan(impact.customers),

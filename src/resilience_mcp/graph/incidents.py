@@ -144,13 +144,16 @@ async def incident_services(
     """The services each incident touched, by incident key."""
     found: dict[str, set[str]] = defaultdict(set)
     for chunk in _chunks(keys):
+        # The kind is checked here, not in SQL, so the engine looks rows up by incident
+        # (an index on kind alone would have it read every service link).
         rows = await session.execute(
-            select(m.IncidentLink.incident, m.IncidentLink.target).where(
-                col(m.IncidentLink.incident).in_(chunk), col(m.IncidentLink.kind) == "service"
+            select(m.IncidentLink.incident, m.IncidentLink.kind, m.IncidentLink.target).where(
+                col(m.IncidentLink.incident).in_(chunk)
             )
         )
-        for incident, target in rows:
-            found[incident].add(target)
+        for incident, kind, target in rows:
+            if kind == "service":
+                found[incident].add(target)
     return {key: sorted(found.get(key, ())) for key in keys}
 
 

@@ -16,7 +16,7 @@ import networkx as nx
 
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.impact import service_owner
-from resilience_mcp.graph.walk import find_cycles, walk_dependencies
+from resilience_mcp.graph.walk import edge_index, find_cycles, walk_dependencies
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.impact import RiskAnswer, RiskItem
 
@@ -51,37 +51,50 @@ def count_dependents(graph: CatalogGraph) -> DependentCounts:
     if isinstance(cached, DependentCounts):
         return cached
     deps = graph.dependencies
-    hard_edges = [(a, b) for a, b, d in deps.edges(data=True) if d.get("hard", True)]
+    hard = nx.subgraph_view(deps, filter_edge=lambda a, b: deps.edges[a, b]["hard"])
     counts = DependentCounts(
-        hard=_ancestor_counts(list(deps.nodes), hard_edges),
-        every=_ancestor_counts(list(deps.nodes), list(deps.edges())),
+        hard=_ancestor_counts(graph, hard, hard_only=True),
+        every=_ancestor_counts(graph, deps, hard_only=False),
     )
     graph.derived["dependent_counts"] = counts
     return counts
 
 
-def _ancestor_counts(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
-    """How many nodes can reach each node along `edges` (dependent -> dependency)."""
-    shape = nx.DiGraph()
-    shape.add_nodes_from(nodes)
-    shape.add_edges_from(edges)
-    condensed = nx.condensation(shape)
-    bit = {node: 1 << i for i, node in enumerate(nodes)}
-    members = {c: sum(bit[n] for n in data["members"]) for c, data in condensed.nodes(data=True)}
-    above: dict[int, int] = {}
-    for component in nx.topological_sort(condensed):
-        reach = 0
-        for parent in condensed.predecessors(component):
-            reach |= above[parent] | members[parent]
-        above[component] = reach
+def _ancestor_counts(graph: CatalogGraph, shape: nx.DiGraph, *, hard_only: bool) -> dict[str, int]:
+    """How many services can reach each service along the edges of `shape`."""
+    members = [sorted(c) for c in nx.strongly_connected_components(shape)]
+    component = {node: i for i, group in enumerate(members) for node in group}
+    bit = {node: 1 << i for i, node in enumerate(graph.dependencies.nodes)}
+    bits = [sum(bit[n] for n in group) for group in members]
 
-    counts: dict[str, int] = {}
-    for component, data in condensed.nodes(data=True):
-        # The other members of a cycle depend on each one of them too.
-        total = above[component].bit_count() + len(data["members"]) - 1
-        for node in data["members"]:
-            counts[node] = total
-    return counts
+    # The components as a DAG: who depends on whom, and how many each waits for.
+    needs: list[set[int]] = [set() for _ in members]
+    needed_by: list[set[int]] = [set() for _ in members]
+    for source, targets in edge_index(graph).down.items():
+        for target, hard in targets:
+            a, b = component[source], component[target]
+            if a != b and (hard or not hard_only):
+                needs[a].add(b)
+                needed_by[b].add(a)
+
+    # Topological order, dependents first: a component's dependents are all set by then.
+    waiting = [len(parents) for parents in needed_by]
+    ready = [c for c, n in enumerate(waiting) if n == 0]
+    above = [0] * len(members)
+    while ready:
+        c = ready.pop()
+        for child in needs[c]:
+            above[child] |= above[c] | bits[c]
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+
+    # The other members of a cycle depend on each one of them too.
+    return {
+        node: above[c].bit_count() + len(group) - 1
+        for c, group in enumerate(members)
+        for node in group
+    }
 
 
 def find_risks(

@@ -20,6 +20,7 @@ from typing import Literal
 
 import networkx as nx
 
+from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.graph.cards import resolve_entity
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.mermaid import dependency_flowchart
@@ -312,6 +313,10 @@ def explain_dependency(graph: CatalogGraph, source: str, target: str) -> Explana
     """How `source` depends on `target`: the chain of links, hard ones preferred."""
     a = resolve_entity(graph, source, ("Service",))
     b = resolve_entity(graph, target, ("Service",))
+    if a.name == b.name:
+        raise InvalidInputError(
+            f"{source!r} and {target!r} are both {a.name}; name two different services."
+        )
     notes = [
         f"{asked!r} was taken for {found.name}."
         for asked, found in ((source, a), (target, b))

@@ -5,10 +5,10 @@ pair, each change failure and each incident contributes, keyed by time (seconds 
 epoch), so any window inside it is a few binary searches away.
 
 Two ways build one. `build_history` works from plain facts and is the reference the tests
-reason about. `load_history` asks the store: the database computes epoch times and lead
-times itself and sends back two numbers a deployment, the change failures come from joins
-that return only the failed deployments, and the few deployments that list several
-commits are read whole. Nothing is read as an ORM object.
+reason about. `load_history` asks the store: the database counts deployments per day and
+computes lead times itself, sending back one number per commit; change failures are looked
+up by name and by commit through their indexes, so only failed deployments come back; the
+few deployments that list several commits are read whole. Nothing is read as an ORM object.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, cast, extract, func, or_, select
+from sqlalchemy import Float, Integer, String, and_, case, cast, extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -212,6 +212,13 @@ def _epoch_sql(column: Any, dialect: str) -> Any:
     return cast(extract("epoch", column), Float)
 
 
+def _day_sql(column: Any, dialect: str) -> Any:
+    """Days since the epoch (the UTC day number) of a stored time."""
+    if dialect == "sqlite":
+        return cast(func.julianday(column) - 2440587.5, Integer)
+    return cast(func.floor(extract("epoch", column) / 86400), Integer)
+
+
 def _exact(value: Any) -> float:
     """An epoch time from the database, to the millisecond: SQLite's julian days carry
     floating-point dust that would otherwise move a deployment at midnight to the day
@@ -219,9 +226,12 @@ def _exact(value: Any) -> float:
     return round(float(value), 3)
 
 
-def _listed(column: Any) -> Any:
-    """True where a deployment lists its commits (a JSON array that is not empty)."""
-    return func.coalesce(func.json_array_length(column), 0) > 0
+def _one_commit(column: Any) -> Any:
+    """True where a deployment does not list its commits (the list is empty or absent).
+
+    The stored JSON text is compared: cheaper than parsing it on every row, and a list
+    written another way is only read whole, which gives the same answer."""
+    return or_(column.is_(None), cast(column, String) == "[]")
 
 
 @dataclass
@@ -233,7 +243,12 @@ class _Failed:
 
 
 class _Reader:
-    """The queries of `load_history`, for one scope chunk at a time."""
+    """The queries of `load_history`, for one scope chunk at a time.
+
+    Deployments with one commit are counted per UTC day, and their lead times come back as
+    one number each; deployment times are therefore kept to the day (the first day at the
+    window's start), so windows inside the history must start and end at midnight.
+    """
 
     def __init__(
         self,
@@ -251,7 +266,8 @@ class _Reader:
         # When each commit a deployment listed first shipped, among those read.
         self.listed_firsts: dict[str, float] = {}
 
-    def where(self, d: Any, services: Sequence[str] | None) -> list[Any]:
+    def where(self, services: Sequence[str] | None) -> list[Any]:
+        d = m.Deployment
         conditions = [
             col(d.deploy_time) >= self.start,
             col(d.deploy_time) < self.end,
@@ -268,19 +284,46 @@ class _Reader:
     def epoch(self, column: Any) -> Any:
         return _epoch_sql(column, self.dialect)
 
-    async def plain(self, services: Sequence[str] | None, history: DoraHistory) -> None:
-        """Deployments with one commit: the database sends their time and lead time."""
+    def day_start(self, day: int) -> float:
+        return max(day * 86400.0, self.start.timestamp())
+
+    def leads_text(self, lead: Any) -> Any:
+        """The lead times of a group as one comma-separated text, so a day is one row."""
+        if self.dialect == "sqlite":
+            return func.group_concat(lead)
+        return func.string_agg(cast(lead, String), ",")
+
+    async def plain(self, services: Sequence[str] | None, history: DoraHistory) -> int:
+        """Deployments with one commit, one row per day: how many shipped, how many pairs
+        dropped, and the lead times kept. Returns how many listed deployments there are."""
         d = m.Deployment
-        at = self.epoch(col(d.deploy_time))
-        lead = (at - self.epoch(col(d.commit_time))) / 60.0
-        stmt = select(at, lead, col(d.commit).is_not(None)).where(
-            *self.where(d, services), ~_listed(col(d.commits))
+        day = _day_sql(col(d.deploy_time), self.dialect)
+        lead = (self.epoch(col(d.deploy_time)) - self.epoch(col(d.commit_time))) / 60.0
+        one = _one_commit(col(d.commits))
+        has_commit = col(d.commit).is_not(None)
+        dropped = case((and_(one, has_commit, or_(lead.is_(None), lead <= 0)), 1), else_=0)
+        kept = case((and_(one, has_commit, lead > 0), lead))
+        stmt = (
+            select(
+                day,
+                func.sum(case((one, 1), else_=0)),
+                func.sum(dropped),
+                self.leads_text(kept),
+                func.sum(case((one, 0), else_=1)),
+            )
+            .where(*self.where(services))
+            .group_by(day)
         )
-        for when, minutes, has_commit in await self.session.execute(stmt):
-            at = _exact(when)
-            history.deployed.append(at)
-            if has_commit:
-                history.add_pair(at, None if minutes is None else round(float(minutes), 6))
+        listed = 0
+        for number, shipped, dropped_pairs, leads, others in await self.session.execute(stmt):
+            at = self.day_start(int(number))
+            history.deployed.extend([at] * int(shipped or 0))
+            history.dropped_at.extend([at] * int(dropped_pairs or 0))
+            minutes = [round(float(v), 4) for v in leads.split(",")] if leads else []
+            history.lead_at.extend([at] * len(minutes))
+            history.lead_minutes.extend(minutes)
+            listed += int(others or 0)
+        return listed
 
     async def listed(
         self,
@@ -296,7 +339,7 @@ class _Reader:
             col(d.commit),
             col(d.commit_time),
             col(d.commits),
-        ).where(*self.where(d, services), _listed(col(d.commits)))
+        ).where(*self.where(services), ~_one_commit(col(d.commits)))
         for name, when, sha, committed, listed in await self.session.execute(stmt):
             at = _exact(when)
             history.deployed.append(at)
@@ -314,59 +357,62 @@ class _Reader:
     def failure(self, name: str, at: float) -> _Failed:
         return self.failed.setdefault(name, _Failed(at))
 
-    async def suspected(self, services: Sequence[str] | None) -> None:
-        """Deployments an incident names as suspect, with when the incident was restored."""
-        d, link, i = m.Deployment, m.IncidentLink, m.Incident
-        stmt = (
-            select(
-                col(d.name),
-                self.epoch(col(d.deploy_time)),
-                col(i.name),
-                col(i.mitigated_at),
-                col(i.resolved_at),
-            )
-            .join(link, and_(col(link.target) == col(d.name), col(link.kind) == "deployment"))
-            .join(i, col(i.name) == col(link.incident))
-            .where(*self.where(d, services))
-        )
-        await self._link(stmt)
+    async def linked(
+        self,
+        services: Sequence[str] | None,
+        by_name: dict[str, dict[str, float | None]],
+        by_commit: dict[str, dict[str, float | None]],
+    ) -> None:
+        """Deployments an incident names as suspect, or whose head commit is a root cause.
 
-    async def root_caused(self, services: Sequence[str] | None) -> None:
-        """Deployments whose head commit is an incident's root cause."""
-        d, i = m.Deployment, m.Incident
-        stmt = (
-            select(
-                col(d.name),
-                self.epoch(col(d.deploy_time)),
-                col(i.name),
-                col(i.mitigated_at),
-                col(i.resolved_at),
-            )
-            .join(i, col(i.root_cause_commit) == col(d.commit))
-            .where(*self.where(d, services))
-        )
-        await self._link(stmt)
+        Looked up by name and by commit through their indexes, and filtered here: a
+        database given the window too may scan the window instead."""
+        d = m.Deployment
+        wanted = set(services) if services is not None else None
+        for key, column in ((by_name, col(d.name)), (by_commit, col(d.commit))):
+            for chunk in _chunks(sorted(key)):
+                assert chunk is not None
+                stmt = select(
+                    col(d.name),
+                    self.epoch(col(d.deploy_time)),
+                    column,
+                    col(d.service),
+                    col(d.environment),
+                    col(d.status),
+                ).where(column.in_(chunk))
+                for name, when, found, service, env, status in await self.session.execute(stmt):
+                    at = _exact(when)
+                    if self.counts(at, status, service, env, wanted):
+                        self.failure(name, at).incidents.update(key[found])
 
-    async def _link(self, stmt: Any) -> None:
-        for name, when, incident, mitigated, resolved in await self.session.execute(stmt):
-            self.failure(name, _exact(when)).incidents[incident] = _epoch(mitigated or resolved)
+    def counts(
+        self, at: float, status: str, service: str, env: str | None, wanted: set[str] | None
+    ) -> bool:
+        """Whether a deployment read without the window's conditions meets them."""
+        if not self.start.timestamp() <= at < self.end.timestamp() or status not in SHIPPED:
+            return False
+        if wanted is not None and service not in wanted:
+            return False
+        return self.environments is None or env is None or env in self.environments
 
     async def rolled_back(self, services: Sequence[str] | None) -> None:
         """Rolled-back deployments and the next successful deployment of that service there."""
         d = m.Deployment
         later = aliased(m.Deployment)
         fixed = (
-            select(func.min(self.epoch(col(later.deploy_time))))
+            select(self.epoch(col(later.deploy_time)))
             .where(
                 col(later.service) == col(d.service),
                 col(later.environment).is_not_distinct_from(col(d.environment)),
                 col(later.status) == "success",
                 col(later.deploy_time) > col(d.deploy_time),
             )
+            .order_by(col(later.deploy_time))
+            .limit(1)
             .scalar_subquery()
         )
         stmt = select(col(d.name), self.epoch(col(d.deploy_time)), fixed).where(
-            *self.where(d, services), col(d.status) == "rolled_back"
+            *self.where(services), col(d.status) == "rolled_back"
         )
         for name, when, fixed_at in await self.session.execute(stmt):
             failed = self.failure(name, _exact(when))
@@ -389,19 +435,29 @@ def _chunks(items: Sequence[str] | None) -> Iterable[Sequence[str] | None]:
         yield items[first : first + CHUNK]
 
 
-async def _root_causes(session: AsyncSession) -> dict[str, dict[str, float | None]]:
-    """Root-cause commit -> {incident: when it was restored}."""
-    i = m.Incident
-    found = await session.execute(
+async def _incident_links(
+    session: AsyncSession,
+) -> tuple[dict[str, dict[str, float | None]], dict[str, dict[str, float | None]]]:
+    """Suspect deployment -> {incident: restored} and root-cause commit -> the same."""
+    i, link = m.Incident, m.IncidentLink
+    suspects = await session.execute(
+        select(col(link.target), col(i.name), col(i.mitigated_at), col(i.resolved_at))
+        .join(i, col(i.name) == col(link.incident))
+        .where(col(link.kind) == "deployment")
+    )
+    by_name: dict[str, dict[str, float | None]] = defaultdict(dict)
+    for target, name, mitigated, resolved in suspects:
+        by_name[target][name] = _epoch(mitigated or resolved)
+    causes = await session.execute(
         select(
             col(i.root_cause_commit), col(i.name), col(i.mitigated_at), col(i.resolved_at)
         ).where(col(i.root_cause_commit).is_not(None))
     )
-    causes: dict[str, dict[str, float | None]] = defaultdict(dict)
-    for sha, name, mitigated, resolved in found:
+    by_commit: dict[str, dict[str, float | None]] = defaultdict(dict)
+    for sha, name, mitigated, resolved in causes:
         if sha:
-            causes[sha][name] = _epoch(mitigated or resolved)
-    return causes
+            by_commit[sha][name] = _epoch(mitigated or resolved)
+    return dict(by_name), dict(by_commit)
 
 
 async def _scoped_incidents(
@@ -457,12 +513,11 @@ async def load_history(
     incidents: dict[str, tuple[float, float | None, str | None]] = {}
     async with store.session() as session:
         reader = _Reader(session, store.dialect, production_environments(graph), start, end)
-        causes = await _root_causes(session)
+        by_name, by_commit = await _incident_links(session)
         for chunk in _chunks(names):
-            await reader.plain(chunk, history)
-            await reader.listed(chunk, history, causes)
-            await reader.suspected(chunk)
-            await reader.root_caused(chunk)
+            if await reader.plain(chunk, history):
+                await reader.listed(chunk, history, by_commit)
+            await reader.linked(chunk, by_name, by_commit)
             await reader.rolled_back(chunk)
             incidents |= await _scoped_incidents(session, chunk, start, end)
         shas = sorted({cause for _, _, cause in incidents.values() if cause})

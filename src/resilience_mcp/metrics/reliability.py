@@ -52,6 +52,7 @@ from resilience_mcp.store import Store
 
 __all__ = [
     "ORGANISATION",
+    "UNRESTORED_STATUSES",
     "Failure",
     "IncidentRecord",
     "Milestones",
@@ -67,6 +68,8 @@ __all__ = [
 # Names that stand for the whole organisation in `get_reliability`.
 ORGANISATION = {"organisation", "organization", "org", "all", "*"}
 CHUNK = 500
+# Statuses of an incident whose service is not back yet.
+UNRESTORED_STATUSES = ("investigating", "identified")
 _SCOPE_KINDS: dict[str, ScopeKind] = {
     "Service": "service",
     "Team": "team",
@@ -377,14 +380,14 @@ async def _fill_from_timelines(store: Store, records: list[IncidentRecord]) -> l
             filled.append(record)
             continue
         seen = find_milestones(points[record.name])
-        closed = record.status == "resolved"
+        # An incident still being worked on has not been restored, whatever its words say.
+        restored = None if record.status in UNRESTORED_STATUSES else seen.restored
         filled.append(
             replace(
                 record,
                 detected_at=record.detected_at or seen.detected,
                 acknowledged_at=record.acknowledged_at or seen.acknowledged,
-                # An incident still open has not been restored, whatever its words say.
-                restored_at=record.restored_at or (seen.restored if closed else None),
+                restored_at=record.restored_at or restored,
             )
         )
     return filled

@@ -77,6 +77,11 @@ class ScorecardDefinition:
     applies_to: str
     rules: tuple[ScorecardRule, ...]
 
+    @functools.cached_property
+    def levels(self) -> tuple[Level, ...]:
+        """The levels this scorecard has rules for, lowest first."""
+        return tuple(lvl for lvl in LEVELS if any(r.level == lvl for r in self.rules))
+
 
 @functools.cache
 def shipped_scorecards() -> tuple[ScorecardDefinition, ...]:
@@ -170,12 +175,13 @@ async def gather_facts(
     graph: CatalogGraph,
     now: datetime,
     cards: Sequence[ScorecardDefinition],
+    services: frozenset[str] | None = None,
 ) -> ScorecardFacts:
-    """Read, in bulk, what the rules of `cards` need."""
+    """Read, in bulk, what the rules of `cards` need about `services` (None: all)."""
     facts = ScorecardFacts(graph=graph, now=now)
     checks = {rule.check for card in cards for rule in card.rules}
     if checks & {"has_slo", "slo_budget_left"}:
-        statuses = await compute_slo_statuses(store, await load_slos(store), now)
+        statuses = await compute_slo_statuses(store, await load_slos(store, services), now)
         by_service: dict[str, list[SLOStatus]] = defaultdict(list)
         for status in statuses:
             if status.service:
@@ -190,7 +196,7 @@ async def gather_facts(
         if rule.check == "mttr_under"
     }
     for window in windows:
-        facts.restores[window] = await _restores(store, now, window)
+        facts.restores[window] = await _restores(store, now, window, services)
     return facts
 
 
@@ -254,10 +260,12 @@ def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
         yield items[first : first + size]
 
 
-async def _restores(store: Store, now: datetime, window: str) -> dict[str, list[float]]:
+async def _restores(
+    store: Store, now: datetime, window: str, services: frozenset[str] | None
+) -> dict[str, list[float]]:
     """Minutes to restore each incident of the window, by the services it touched."""
     start = now - parse_duration(window)
-    records = await load_incident_records(store, None, start, now)
+    records = await load_incident_records(store, services, start, now)
     restores: dict[str, list[float]] = defaultdict(list)
     for record in records:
         if record.restored_at is None:
@@ -443,9 +451,8 @@ def _level(
     card: ScorecardDefinition, outcomes: Sequence[_Outcome]
 ) -> tuple[Level | None, Level | None]:
     """The level reached and the next one, over the levels the scorecard has rules for."""
-    used = [lvl for lvl in LEVELS if any(r.level == lvl for r in card.rules)]
     reached: Level | None = None
-    for lvl in used:
+    for lvl in card.levels:
         if not all(o.passed for o in outcomes if o.rule.level == lvl):
             return reached, lvl
         reached = lvl
@@ -499,7 +506,8 @@ async def get_scorecard(
     resolved = resolve_entity(graph, name)
     cards = _choose(await list_scorecards(store), scorecard)
     cards = [c for c in cards if c.applies_to == resolved.kind]
-    facts = await gather_facts(store, graph, now, cards)
+    one = frozenset([resolved.name]) if resolved.kind == "Service" else None
+    facts = await gather_facts(store, graph, now, cards, one)
     entity = graph.entities(resolved.kind)[resolved.name]
     return ScorecardAnswer(
         name=resolved.name,
@@ -539,7 +547,7 @@ async def list_scorecard_failures(
         owned = _team_entities(graph, team_name)
 
     facts = await gather_facts(store, graph, now, cards)
-    failures: list[tuple[tuple[Any, ...], ScorecardFailure]] = []
+    failures: list[_Failure] = []
     levels: dict[str, int] = defaultdict(int)
     entities = 0
     for card in cards:
@@ -550,13 +558,14 @@ async def list_scorecard_failures(
             outcomes = _outcomes(card, card.applies_to, entity, facts)
             reached, _ = _level(card, outcomes)
             levels[reached or "none"] += 1
-            failures += _failures(card, entity, outcomes, facts, rule, level)
+            failures += _failures(card, entity, outcomes, rule, level)
 
-    failures.sort(key=lambda pair: pair[0])
+    # Models are built for the page only; a large catalog fails thousands of rules.
+    failures.sort(key=lambda f: f.order)
     by_rule: dict[str, int] = defaultdict(int)
-    for _, failure in failures:
-        by_rule[failure.rule] += 1
-    page = [f for _, f in failures[offset : offset + limit]]
+    for failure in failures:
+        by_rule[failure.outcome.rule.id] += 1
+    page = [f.model(facts) for f in failures[offset : offset + limit]]
     return ScorecardFailuresAnswer(
         rule=rule,
         level=level,
@@ -569,37 +578,43 @@ async def list_scorecard_failures(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    order: tuple[Any, ...]
+    card: ScorecardDefinition
+    entity: Any
+    outcome: _Outcome
+
+    def model(self, facts: ScorecardFacts) -> ScorecardFailure:
+        rule = self.outcome.rule
+        return ScorecardFailure(
+            entity=self.entity.name,
+            kind=self.card.applies_to,
+            owner=facts.owner(self.card.applies_to, self.entity.name).owner,
+            scorecard=self.card.name,
+            rule=rule.id,
+            title=rule.title or rule.id,
+            level=rule.level,
+            detail=self.outcome.detail,
+        )
+
+
 def _failures(
     card: ScorecardDefinition,
     entity: Any,
     outcomes: Sequence[_Outcome],
-    facts: ScorecardFacts,
     rule: str | None,
     level: Level | None,
-) -> list[tuple[tuple[Any, ...], ScorecardFailure]]:
+) -> list[_Failure]:
     found = []
+    tier = getattr(entity, "tier", None) or 9
     for position, outcome in enumerate(outcomes):
         if outcome.passed or (rule and outcome.rule.id != rule):
             continue
         if level and outcome.rule.level != level:
             continue
-        tier = getattr(entity, "tier", None) or 9
         order = (LEVELS.index(outcome.rule.level), tier, entity.name, card.name, position)
-        found.append(
-            (
-                order,
-                ScorecardFailure(
-                    entity=entity.name,
-                    kind=card.applies_to,
-                    owner=facts.owner(card.applies_to, entity.name).owner,
-                    scorecard=card.name,
-                    rule=outcome.rule.id,
-                    title=outcome.rule.title or outcome.rule.id,
-                    level=outcome.rule.level,
-                    detail=outcome.detail,
-                ),
-            )
-        )
+        found.append(_Failure(order, card, entity, outcome))
     return found
 
 

@@ -6,6 +6,7 @@ checked when the file loads, long before anything is evaluated.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -469,6 +470,7 @@ def check_rules_fit(applies_to: str, rules: list[ScorecardRule]) -> str:
     return kind
 
 
+@functools.cache
 def entity_field(kind: str, name: str) -> str | None:
     """The column a rule's field name (camelCase or snake_case) means on `kind`, if any."""
     table = KIND_TABLES.get(kind)

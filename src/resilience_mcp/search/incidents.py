@@ -2,15 +2,19 @@
 
 The engine's full-text index proposes candidates (BM25 on SQLite, ts_rank on PostgreSQL),
 together with the latest incidents on the services in question. Each candidate is then
-scored on four things, weighted and added:
+scored on five things, weighted (`Weights`) and added:
 
 - text: its full-text score, relative to the best candidate's;
-- concepts: the kinds of trigger and failure it shares with the query (see `concepts`);
+- title: how much of its title the query says (a title names the failure, and a recurring
+  failure tends to get the same title);
+- concepts: the kinds of trigger and failure it shares with the query (see `concepts`),
+  counted in full only when the words leave several candidates close together;
 - structure: the same service, a dependency or dependent of it, or the same system;
 - recency: newer incidents describe the system as it is now.
 
-Every result says why it matched, and carries the root cause, the resolution and the
-remediation tasks with their status.
+The weights were chosen on the public postmortem sets of benchmarks/rca_eval.py. Every
+result says why it matched, and carries the root cause, the resolution and the remediation
+tasks with their status.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 20
 # How many full-text candidates are scored, and how many recent ones per service set.
-CANDIDATES = 100
+CANDIDATES = 50
 SERVICE_CANDIDATES = 50
 TASKS_PER_RESULT = 3
 # Enough of each explanation to act on; get_incident has the whole record.
@@ -275,24 +279,24 @@ async def _load(conn: AsyncConnection, keys: list[str]) -> list[_Candidate]:
     if not keys:
         return []
     incidents, postmortems = _table(m.Incident), _table(m.Postmortem)
+    columns = [incidents.c[c] for c in _INCIDENT_COLUMNS]
+    columns += [postmortems.c[c] for c in _POSTMORTEM_COLUMNS]
+    width = len(_INCIDENT_COLUMNS)
     found: dict[str, _Candidate] = {}
     for chunk in _chunks(keys):
         rows = await conn.execute(
-            sa.select(*(incidents.c[c] for c in _INCIDENT_COLUMNS)).where(
-                incidents.c.name.in_(chunk)
+            sa.select(*columns)
+            .select_from(
+                incidents.outerjoin(postmortems, postmortems.c.incident == incidents.c.name)
             )
+            .where(incidents.c.name.in_(chunk))
+            .order_by(postmortems.c.published_at.asc().nulls_first(), postmortems.c.name)
         )
         for row in rows:
-            found[row.name] = _Candidate(_IncidentRow(*row))
-        rows = await conn.execute(
-            sa.select(*(postmortems.c[c] for c in _POSTMORTEM_COLUMNS))
-            .where(postmortems.c.incident.in_(chunk))
-            .order_by(postmortems.c.published_at, postmortems.c.name)
-        )
-        for row in rows:
-            # The latest postmortem of an incident wins.
-            if row.incident in found:
-                found[row.incident].postmortem = _PostmortemRow(*row)
+            # The latest postmortem of an incident comes last and wins.
+            incident = _IncidentRow(*row[:width])
+            postmortem = _PostmortemRow(*row[width:]) if row[width] is not None else None
+            found[incident.name] = _Candidate(incident, postmortem)
     services = await incident_services(conn, list(found))
     for key, candidate in found.items():
         candidate.services = services[key]
