@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +21,15 @@ from resilience_mcp.catalog import DEMO_ANCHOR, load_demo
 from resilience_mcp.server import build_server
 from resilience_mcp.store import Store
 from tests.otel_demo import build_otel_template
-from tests.support import BACKENDS, backend_url, demo_config
+from tests.support import (
+    BACKENDS,
+    DEMO_BACKENDS,
+    PG_DEMO_FOLDERS,
+    backend_url,
+    demo_config,
+    pg_admin,
+    pg_database_url,
+)
 
 
 @pytest.fixture
@@ -66,12 +75,57 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests on the demo catalog run on PostgreSQL too when RESILIENCE_MCP_TEST_BACKENDS asks,
+    in the folders of PG_DEMO_FOLDERS."""
+    if "demo_backend" not in metafunc.fixturenames or "postgres" not in DEMO_BACKENDS:
+        return
+    folder = metafunc.definition.path.relative_to(Path(__file__).parent).parts[0]
+    if folder in PG_DEMO_FOLDERS:
+        chosen = [b for b in BACKENDS if b.values[0] in DEMO_BACKENDS]
+        metafunc.parametrize("demo_backend", chosen, indirect=True)
+
+
 @pytest.fixture
-def demo_db(demo_template: Path, tmp_path: Path) -> str:
-    """A private copy of the demo database (SQLite), as a URL."""
+def demo_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def demo_pg_template() -> Iterator[str]:
+    """The demo catalog loaded once into a PostgreSQL database that tests copy."""
+    name = f"resilience_demo_tpl_{os.getpid()}"
+    pg_admin(f'CREATE DATABASE "{name}"')
+
+    async def build() -> None:
+        store = await Store.open(pg_database_url(name))
+        try:
+            await load_demo(store, now=DEMO_ANCHOR)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(build())
+        yield name
+    finally:
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def demo_db(demo_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A private copy of the demo database (SQLite, or PostgreSQL when asked), as a URL."""
+    if demo_backend == "postgres":
+        template = request.getfixturevalue("demo_pg_template")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        try:
+            yield pg_database_url(name)
+        finally:
+            pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
     path = tmp_path / "demo.db"
-    shutil.copy(demo_template, path)
-    return f"sqlite+aiosqlite:///{path}"
+    shutil.copy(request.getfixturevalue("demo_template"), path)
+    yield f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture

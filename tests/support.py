@@ -91,6 +91,39 @@ async def pg_schema_url() -> AsyncIterator[str]:
         await admin.dispose()
 
 
+# Backends for the tests on the demo catalog: sqlite by default, for speed; CI asks for
+# sqlite,postgres. PostgreSQL runs only the tests in PG_DEMO_FOLDERS (under tests/).
+DEMO_BACKENDS = tuple(
+    name.strip()
+    for name in os.environ.get("RESILIENCE_MCP_TEST_BACKENDS", "sqlite").split(",")
+    if name.strip()
+)
+PG_DEMO_FOLDERS = ("server", "graph", "search", "metrics", "writes", "catalog")
+
+
+def pg_database_url(database: str) -> str:
+    """PG_URL pointing at another database on the same server."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(PG_URL).set(database=database).render_as_string(hide_password=False)
+
+
+def pg_admin(sql: str) -> None:
+    """Run one statement outside a transaction (CREATE or DROP DATABASE) on PG_URL's server."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    dsn = pg_database_url("postgres").replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
 @asynccontextmanager
 async def backend_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend == "postgres":
