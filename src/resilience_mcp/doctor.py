@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ __all__ = ["REFERENCES", "Check", "DoctorReport", "Finding", "Reference", "check
 logger = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning"]
+SessionCheck = Callable[[AsyncSession], Awaitable["Check"]]
 
 # Entities no load or sync confirmed for this long are reported as stale.
 DEFAULT_STALE_AFTER = timedelta(days=7)
@@ -228,19 +229,36 @@ async def check_store(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     full: bool = False,
 ) -> DoctorReport:
-    """Run every check on an open store."""
+    """Run every check on an open store; a check the database cannot answer is an error."""
     report = DoctorReport(target=f"{store.dialect} store")
-    report.checks.append(await _check_integrity(store, full=full))
-    async with store.session() as session:
-        report.checks.append(await _check_schema(session))
-        report.checks.append(await _check_fulltext(session, store))
-        names = await _names(session)
-        report.checks.append(await _check_references(session, names))
-        report.checks.append(await _check_orphans(session, names))
-        report.checks.append(await _check_stale(session, now - stale_after, stale_after))
+    report.checks.append(await _guarded("integrity", _check_integrity(store, full=full)))
+    in_session: list[tuple[str, SessionCheck]] = [
+        ("schema", _check_schema),
+        ("full-text index", lambda s: _check_fulltext(s, store)),
+        ("references", _check_references),
+        ("owned rows", _check_orphans),
+        ("freshness", lambda s: _check_stale(s, now - stale_after, stale_after)),
+    ]
+    for name, check in in_session:
+        # A session of its own, so that a check that fails leaves the next ones a clean start.
+        async with store.session() as session:
+            report.checks.append(await _guarded(name, check(session)))
     for finding in report.findings:
         logger.debug("doctor: %s: %s", finding.severity, finding.message)
     return report
+
+
+async def _guarded(name: str, running: Awaitable[Check]) -> Check:
+    try:
+        return await running
+    except StoreError as exc:
+        failed = Check(name)
+        failed.add(
+            "error",
+            f"the check could not read the database: {exc}",
+            "Fix the integrity problem first, then run doctor again.",
+        )
+        return failed
 
 
 # Integrity and schema
@@ -251,11 +269,12 @@ async def _check_integrity(store: Store, *, full: bool) -> Check:
         pragma = "integrity_check" if full else "quick_check"
         check = Check("integrity", f"PRAGMA {pragma} found no problems")
         async with store.engine.connect() as conn:
-            rows = [str(r[0]) for r in (await conn.execute(text(f"PRAGMA {pragma}"))).fetchall()]
+            found = (await conn.execute(text(f"PRAGMA {pragma}"))).fetchall()
+        rows = [line for row in found for line in str(row[0]).splitlines()]
         if rows != ["ok"]:
             check.add(
                 "error",
-                f"PRAGMA {pragma} reports {len(rows)} problem(s) in the database file",
+                f"PRAGMA {pragma} reports problems in the database file",
                 "Stop the servers using it, export what can be read with `resilience-mcp "
                 "export`, and load that into a new database.",
                 rows,
@@ -330,7 +349,8 @@ async def _names(session: AsyncSession) -> dict[str, set[str]]:
     return names
 
 
-async def _check_references(session: AsyncSession, names: dict[str, set[str]]) -> Check:
+async def _check_references(session: AsyncSession) -> Check:
+    names = await _names(session)
     check = Check("references", f"{len(REFERENCES)} kinds of reference resolve")
     for ref in REFERENCES:
         missing = await (_missing_in_lists if ref.many else _missing_values)(session, ref, names)
@@ -389,7 +409,8 @@ def _row_label(table: type[SQLModel]) -> Any:
     return getattr(table, "name")  # noqa: B009 - every entity table has a name
 
 
-async def _check_orphans(session: AsyncSession, names: dict[str, set[str]]) -> Check:
+async def _check_orphans(session: AsyncSession) -> Check:
+    names = await _names(session)
     tables = _owned_tables()
     check = Check("owned rows", f"every row of {len(tables)} child tables has its entity")
     for table in tables:

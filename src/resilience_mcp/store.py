@@ -87,11 +87,13 @@ class Store:
         store = cls(_make_engine(url))
         try:
             await store._prepare(create=create)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
+            # A server that refuses the connection raises OSError, which no driver wraps.
             await store.close()
             safe = make_url(url).render_as_string(hide_password=True)
+            detail = exc.args[0] if isinstance(exc, SQLAlchemyError) else exc
             raise StoreError(
-                f"Cannot open the database at {safe}: {exc.__class__.__name__}: {exc.args[0]}. "
+                f"Cannot open the database at {safe}: {exc.__class__.__name__}: {detail}. "
                 "Check the URL given by --db or RESILIENCE_MCP_DB and that the server runs."
             ) from exc
         except BaseException:
@@ -212,6 +214,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> Non
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=OFF")
+    # A larger page cache and memory-mapped reads: full-text ranking of a large store
+    # reads many pages per query.
+    cursor.execute("PRAGMA cache_size=-32768")
+    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 

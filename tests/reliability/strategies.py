@@ -90,8 +90,22 @@ HOSTILE_TEXT = (
 
 # Letters of every script, digits, punctuation, symbols, spaces and control characters;
 # never a lone surrogate, which no JSON encoder can carry.
-_CHARACTERS = st.characters(exclude_categories=("Cs",))
+_CHARACTERS = st.characters(exclude_categories=["Cs"])
 _ANCHOR = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+# Kind prefixes as agents write them, to put before names of any kind.
+_KIND_PREFIXES = ("service", "team", "group", "component", "feature", "flag", "incident", "user")
+# Times and spans at the edges of what datetime arithmetic can hold.
+_FAR_TIMES = (
+    "0001-01-01T00:00:00Z",
+    "0001-01-01",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31",
+    "1970-01-01T00:00:00Z",
+    "99999999w",
+    "999999999d",
+    "0d",
+    "-5d",
+)
 _TIME_FIELDS = ("_at", "since", "until", "due", "date", "time", "start", "end")
 
 
@@ -176,6 +190,7 @@ class _Drawer:
         options = [
             st.sampled_from(self.names),
             st.sampled_from(self.names).map(_misspell),
+            st.tuples(st.sampled_from(_KIND_PREFIXES), st.sampled_from(self.names)).map(":".join),
             st.sampled_from(HOSTILE_TEXT),
             st.text(_CHARACTERS, max_size=min(int(high or 80), 80)),
             st.sampled_from(_edge_lengths(low, high)),
@@ -183,7 +198,7 @@ class _Drawer:
         if pattern := schema.get("pattern"):
             options.append(_matching(pattern, low, high))
         if schema.get("format") == "date-time" or field.endswith(_TIME_FIELDS):
-            options.append(_times())
+            options += [_times(), st.sampled_from(_FAR_TIMES)]
         return st.one_of(options)
 
     def array(self, schema: JsonSchema, field: str) -> st.SearchStrategy[list[Any]]:

@@ -220,7 +220,7 @@ async def test_a_bad_catalog_file_is_named_in_the_error_and_nothing_is_written(
 async def test_every_problem_of_a_file_set_comes_in_one_list_naming_each_file(
     seeded: Store, tmp_path: Path
 ) -> None:
-    broken = {
+    broken: dict[str, str | bytes] = {
         "wrong-type.yaml": service("cart", "{tier: high}"),
         "dangling.yaml": service("basket", "{owner: team-ghost}"),
         "scalar.yaml": "just text\n",

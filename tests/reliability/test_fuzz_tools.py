@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
@@ -74,13 +74,15 @@ def fuzzing(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 async def _catalog_names(url: str) -> list[str]:
+    """Names of every kind, flag keys, and names behind their kind's prefix (`team:x`)."""
     store = await Store.open(url)
     try:
         async with store.session() as session:
             names: list[str] = []
-            for table in m.KIND_TABLES.values():
+            for kind, table in m.KIND_TABLES.items():
                 query = select(col(table.name)).order_by(col(table.name)).limit(NAMES_PER_KIND)
-                names += (await session.execute(query)).scalars().all()
+                found = list((await session.execute(query)).scalars().all())
+                names += found + [f"{kind.lower()}:{name}" for name in found[:3]]
             keys = select(col(m.FeatureFlag.key)).limit(NAMES_PER_KIND)
             names += (await session.execute(keys)).scalars().all()
     finally:

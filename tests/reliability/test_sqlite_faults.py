@@ -8,6 +8,7 @@ passes the integrity check and takes the same write again.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from mcp.types import TextContent
 from sqlalchemy import event
 
 from resilience_mcp.catalog import load_catalog
+from resilience_mcp.cli import main
 from resilience_mcp.doctor import check_store
 from resilience_mcp.errors import StoreError
 from resilience_mcp.server import build_server
@@ -173,3 +175,28 @@ async def test_a_load_that_fills_the_disk_fails_whole_and_the_store_stays_usable
         assert sum(report.created.values()) == sum(expected.values())
     finally:
         await store.close()
+
+
+@pytest.mark.slow
+def test_the_load_command_on_a_locked_database_prints_the_reason_and_exits_one(
+    demo_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = sqlite_path(demo_db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        url = f"sqlite:///{path}?timeout={BUSY_TIMEOUT}"
+        code = main(["-q", "load", str(team_file(tmp_path / "new", "team-late")), "--db", url])
+    finally:
+        holder.stdin.close()
+        holder.stdout.close()
+        holder.wait(timeout=LIMIT)
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: The database is locked by another writer" in err
+    assert "Traceback" not in err

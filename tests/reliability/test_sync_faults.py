@@ -120,6 +120,8 @@ async def test_a_failed_sync_keeps_the_last_good_data_and_says_what_failed(
     sqlite_store: Store, outage: Handler, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The driver's own chatter is only noise here, and slow.
+    caplog.set_level(logging.INFO, logger="aiosqlite")
     await sync(sqlite_store, paged(ENTITIES))
     good = await snapshot(sqlite_store)
 

@@ -128,10 +128,16 @@ async def test_a_stateful_server_keeps_a_session_for_each_client(demo_db: str, m
 
 
 async def test_without_tokens_a_loopback_server_needs_none(demo_db: str) -> None:
-    async with started(make_app(demo_db, tokens=None)) as app, mcp_client(app) as client:
-        result = await client.call_tool("whoami", {})
+    async with started(make_app(demo_db, tokens=None)) as app:
+        async with mcp_client(app) as client:
+            result = await client.call_tool("whoami", {})
+        async with http_client(app) as http:
+            card = await http.post("/cards/get_owner", json={"name": "payments-api"})
+            wrong_method = await http.get("/cards/get_owner")
 
     assert result.structured_content == {"client": None}
+    assert card.status_code == 200
+    assert wrong_method.status_code == 405
 
 
 @pytest.mark.parametrize("path", ["/mcp", "/cards/get_owner"])

@@ -161,10 +161,21 @@ def build_asgi_app(
 
 
 def _protector(tokens: TokenBook | None) -> Callable[[ASGIApp], ASGIApp]:
-    """Wraps an app so that it needs a token with `read`; a no-op without tokens."""
+    """Wraps an app so that it needs a token with `read`; without tokens it lets all in."""
     if not tokens:
-        return lambda app: app
+        return _Open
     return lambda app: RequireAuthMiddleware(app, ["read"])
+
+
+class _Open:
+    """An app passed through as it is. A route given a plain function takes it for a
+    GET-only endpoint; given this object, it serves every method with the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class _Health:

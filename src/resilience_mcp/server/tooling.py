@@ -67,6 +67,13 @@ def agent_errors(
             raise ToolError(str(exc)) from exc
         except ToolError:
             raise
+        except OverflowError as exc:
+            # A date, duration or number far out of range (year 1, year 9999, a million
+            # weeks) overflows the arithmetic of whatever reads it: the caller's to fix.
+            raise ToolError(
+                f"A date, duration or number in the arguments is too far out of range ({exc}); "
+                "use dates between 1970 and 2100 and durations under a hundred years."
+            ) from exc
         except Exception as exc:
             logger.exception("tool %s failed", fn.__name__)
             raise ToolError(
