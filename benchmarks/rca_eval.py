@@ -34,6 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from resilience_mcp.catalog import load_catalog, load_documents
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.graph import CatalogGraph, build_graph
@@ -105,10 +108,39 @@ def _incident(
     ]
 
 
+# Set by --postgres: the sets then load into schemas of that database instead of SQLite.
+POSTGRES: str | None = None
+
+
+async def _store(folder: Path, name: str) -> Store:
+    if POSTGRES is None:
+        return await Store.open(f"sqlite+aiosqlite:///{folder / name}.db")
+    schema = _schema(name)
+    admin = create_async_engine(POSTGRES)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    await admin.dispose()
+    return await Store.open(f"{POSTGRES}?search_path={schema}")
+
+
+async def _drop(name: str) -> None:
+    if POSTGRES is None:
+        return
+    admin = create_async_engine(POSTGRES)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{_schema(name)}" CASCADE'))
+    await admin.dispose()
+
+
+def _schema(name: str) -> str:
+    return f"rca_eval_{re.sub(r'[^a-z0-9]', '_', name)}"
+
+
 async def _open(
     folder: Path, name: str, bodies: list[dict[str, Any]]
 ) -> tuple[Store, CatalogGraph]:
-    store = await Store.open(f"sqlite+aiosqlite:///{folder / name}.db")
+    store = await _store(folder, name)
     documents = [Document(name, n, body) for n, body in enumerate(bodies, start=1)]
     await load_documents(store, documents, source=name)
     return store, await build_graph(store)
@@ -132,7 +164,7 @@ async def _danluu(folder: Path) -> _Set:
 
 async def _dfds(folder: Path) -> _Set:
     rows = _rows("dfds-postmortems", "postmortems.jsonl")
-    store = await Store.open(f"sqlite+aiosqlite:///{folder / 'dfds'}.db")
+    store = await _store(folder, "dfds")
     await load_catalog(store, [DATA / "dfds-postmortems" / "raw"], source="dfds")
     partners: dict[str, set[str]] = defaultdict(set)
     for r in rows:
@@ -344,6 +376,7 @@ async def evaluate_all(
                 )
             finally:
                 await data.store.close()
+                await _drop(key)
     return scores
 
 
@@ -371,16 +404,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--text-only", action="store_true", help="also rank with the full-text score alone"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="load the sets into this PostgreSQL database (schemas rca_eval_*) instead",
+    )
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     args = parser.parse_args(argv)
+    global POSTGRES
+    POSTGRES = args.postgres
     if not DATA.is_dir():
         print(f"reference data not found at {DATA}")
         return 1
-    scores = asyncio.run(evaluate_all())
-    print(_table(list(scores.values()), "find_similar_rca (default weights)"))
+    scores = asyncio.run(evaluate_all(sets=args.sets))
+    engine = "PostgreSQL" if POSTGRES else "SQLite"
+    print(_table(list(scores.values()), f"find_similar_rca (default weights, {engine})"))
     if args.text_only:
         text_only = Weights(title=0.0, concepts=0.0, structure=0.0, recency=0.0)
         print()
-        alone = asyncio.run(evaluate_all(text_only))
+        alone = asyncio.run(evaluate_all(text_only, sets=args.sets))
         print(_table(list(alone.values()), "full-text score alone"))
     return 0
 

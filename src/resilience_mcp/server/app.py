@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import weakref
@@ -24,6 +25,7 @@ from resilience_mcp.server.http import HttpSettings, build_asgi_app, is_loopback
 from resilience_mcp.server.prompts import register_prompts
 from resilience_mcp.server.resources import register_resources
 from resilience_mcp.server.state import AppState, ServerConfig
+from resilience_mcp.server.tooling import READ
 from resilience_mcp.server.tools import actions as action_tools
 from resilience_mcp.server.tools import catalog as catalog_tools
 from resilience_mcp.server.tools import flags as flag_tools
@@ -33,7 +35,7 @@ from resilience_mcp.server.tools import metrics as metric_tools
 from resilience_mcp.server.tools import writes as write_tools
 from resilience_mcp.store import Store
 
-__all__ = ["TOOLSETS", "build_http_app", "build_server"]
+__all__ = ["BENCH_NOOP_ENV", "TOOLSETS", "add_noop_tool", "build_http_app", "build_server"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,11 @@ environments and tenants, features and their flags, customers, on-call) and what
 to it (deployments, incidents, postmortems, remediation tasks, SLOs).
 Names are forgiving (case, separators, small typos); a miss lists the closest names.
 Start an incident with get_owner or get_service on the failing service."""
+
+# Set to 1, every server built in the process also offers `noop`, a tool that does nothing:
+# the benchmarks time it beside the real tools, as the floor the protocol sets. Never in
+# the default tool list.
+BENCH_NOOP_ENV = "RESILIENCE_MCP_BENCH_NOOP"
 
 
 def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
@@ -95,7 +102,18 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
             register(server, config)
     register_resources(server)
     register_prompts(server)
+    if os.environ.get(BENCH_NOOP_ENV) == "1":
+        add_noop_tool(server)
     return server
+
+
+def add_noop_tool(server: MCPServer[Any]) -> None:
+    """Offer `noop`, which answers at once: what a call costs with none of our code in it."""
+
+    @server.tool(title="No-op", annotations=READ)
+    async def noop() -> str:
+        """Does nothing; for benchmarks only."""
+        return "ok"
 
 
 def build_http_app(
