@@ -36,6 +36,8 @@ MAX_SCAN = 2000
 SIMILAR = 0.3
 SAME_TITLE = 0.6
 PER_GROUP = 10
+# Reasons shown for one group.
+EVIDENCE = 6
 _KEYISH = re.compile(r"\b[A-Za-z]{2,10}[-_ ]?\d{2,}(?:-\d+)?\b")
 
 
@@ -120,7 +122,10 @@ def _cause_groups(
 ) -> list[tuple[str, str, list[str], list[_Incident]]]:
     by_key = {i.row.name: i for i in incidents}
     parent = {key: key for key in by_key}
+    # Per group root: the first EVIDENCE reasons, and whether any link is a shared cause
+    # (not only a title). Thousands of links may join one group; only a few are shown.
     evidence: dict[str, list[str]] = defaultdict(list)
+    causal: set[str] = set()
 
     def find(key: str) -> str:
         while parent[key] != key:
@@ -128,13 +133,20 @@ def _cause_groups(
             key = parent[key]
         return key
 
-    def join(a: str, b: str, why: str) -> None:
+    def join(a: str, b: str, why: str, *, cause: bool = True) -> None:
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[ra] = rb
-            evidence[rb] += evidence.pop(ra, [])
-        if why not in evidence[find(a)]:
-            evidence[find(a)].append(why)
+            kept = evidence[rb]
+            kept += evidence.pop(ra, [])[: EVIDENCE - len(kept)]
+            if ra in causal:
+                causal.discard(ra)
+                causal.add(rb)
+        kept = evidence[rb]
+        if len(kept) < EVIDENCE and why not in kept:
+            kept.append(why)
+        if cause:
+            causal.add(rb)
 
     for a, b in _references(incidents):
         join(a, b, f"{a} names {b}")
@@ -143,22 +155,17 @@ def _cause_groups(
     for a, b, score in _alike(incidents):
         join(a, b, f"{a} and {b} read alike ({score:.2f})")
     for a, b in _same_title(incidents):
-        join(a, b, f"{a} and {b} have the same title")
+        join(a, b, f"{a} and {b} have the same title", cause=False)
 
     members: dict[str, list[_Incident]] = defaultdict(list)
     for key, item in by_key.items():
         members[find(key)].append(item)
     groups = [
-        (_reason(evidence[root]), _label(group), evidence[root][:6], group)
+        ("root cause" if root in causal else "symptom", _label(group), evidence[root], group)
         for root, group in members.items()
         if len(group) > 1
     ]
     return sorted(groups, key=lambda g: (-len(g[3]), -_latest(g[3]).timestamp()))
-
-
-def _reason(evidence: list[str]) -> str:
-    alike_titles = all(e.endswith("have the same title") for e in evidence)
-    return "symptom" if alike_titles else "root cause"
 
 
 def _same_title(incidents: list[_Incident]) -> list[tuple[str, str]]:
