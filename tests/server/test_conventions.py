@@ -1,8 +1,8 @@
 """Conventions every tool, prompt and resource keeps, checked over whatever is registered.
 
 Tools are enumerated from a server with every toolset and writes on, so a new tool is
-checked the moment it is registered. Tool names and input schemas are a stable API, pinned
-in tool_schemas.json; after a deliberate change, regenerate the file with
+checked the moment it is registered. Tool names, input and output schemas and annotations
+are a stable API, pinned in tool_schemas.json; after a deliberate change, regenerate it with
 
     RESILIENCE_MCP_UPDATE_SCHEMAS=1 .venv/bin/pytest tests/server/test_conventions.py -k pinned
 
@@ -151,16 +151,35 @@ def test_the_tool_has_an_output_schema(tool: Tool) -> None:
     assert tool.output_schema.get("properties")
 
 
-def test_tool_names_and_input_schemas_match_the_pinned_snapshot() -> None:
-    current = {tool.name: tool.input_schema for tool in sorted(TOOLS, key=lambda t: t.name)}
+def pinned_surface(tool: Tool) -> dict[str, Any]:
+    hints = tool.annotations.model_dump(exclude_none=True) if tool.annotations else {}
+    return {"input": tool.input_schema, "output": tool.output_schema, "annotations": hints}
+
+
+def test_tool_names_schemas_and_annotations_match_the_pinned_snapshot() -> None:
+    current = {tool.name: pinned_surface(tool) for tool in sorted(TOOLS, key=lambda t: t.name)}
     if os.environ.get("RESILIENCE_MCP_UPDATE_SCHEMAS") == "1":
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
 
     pinned = json.loads(SNAPSHOT.read_text())
 
     assert sorted(current) == sorted(pinned), "a tool was added, renamed or removed"
-    changed = [name for name in current if current[name] != pinned[name]]
-    assert changed == [], "these input schemas changed; regenerate the snapshot if deliberate"
+    changed = [
+        f"{name} {part}"
+        for name in current
+        for part in ("input", "output", "annotations")
+        if current[name][part] != pinned[name][part]
+    ]
+    assert changed == [], "these changed; regenerate the snapshot if deliberate"
+
+
+@each_tool
+def test_every_tool_takes_detail_and_refuses_arguments_it_does_not_know(tool: Tool) -> None:
+    detail = tool.input_schema["properties"]["detail"]
+
+    assert detail["enum"] == ["summary", "full"]
+    assert detail["default"] == "summary"
+    assert tool.input_schema["additionalProperties"] is False
 
 
 def readme_tools() -> set[str]:

@@ -101,6 +101,13 @@ async def test_a_task_is_named_from_its_incident_and_title_and_owned_by_a_checke
     assert done.corrected == ["payments -> team-payments"]
 
 
+async def test_an_owner_given_by_a_near_miss_is_refused_with_the_name_it_may_mean(
+    catalog: Store, graph: CatalogGraph
+) -> None:
+    with pytest.raises(InvalidInputError, match="the closest is 'team-payments'"):
+        await create(catalog, graph, postmortem="pm-inc-0005", owner="team-paymnets")
+
+
 async def test_a_task_whose_postmortem_is_about_another_incident_is_refused(
     catalog: Store, graph: CatalogGraph
 ) -> None:

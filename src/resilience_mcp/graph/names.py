@@ -28,6 +28,9 @@ class Resolved:
     kind: str
     # Set when the name was taken for a near miss, so the answer can say so.
     corrected_from: str | None = None
+    # True when that near miss was a guess at a typo, not the one name that extends what
+    # was typed (`payments` for `payments-api`, `hannah` for `hannah-becker`).
+    guessed: bool = False
 
 
 class NameIndex:
@@ -57,13 +60,13 @@ class NameIndex:
             if (name := self._by_kind.get(kind, {}).get(key)) is not None:
                 return Resolved(name, kind)
 
-        scored: list[tuple[float, str, str]] = []
+        scored: list[tuple[float, str, str, bool]] = []
         extended: list[tuple[str, str]] = []
         for kind in kinds:
             table = self._by_kind.get(kind, {})
             for close in difflib.get_close_matches(key, list(table), n=5, cutoff=_SUGGEST):
                 ratio = difflib.SequenceMatcher(None, key, close).ratio()
-                scored.append((ratio, kind, table[close]))
+                scored.append((ratio, kind, table[close], True))
             extended += [
                 (kind, name)
                 for k, name in table.items()
@@ -72,12 +75,13 @@ class NameIndex:
         # A name that is the one extension of what was typed (`payments` for `payments-api`)
         # is taken as meant.
         if len(extended) == 1:
-            scored.append((_ACCEPT, *extended[0]))
-        scored.sort(key=lambda item: (-item[0], item[2]))
+            scored.append((_ACCEPT, *extended[0], False))
+        scored.sort(key=lambda item: (-item[0], item[2], item[3]))
 
         if scored and scored[0][0] >= _ACCEPT:
-            runner_up = scored[1][0] if len(scored) > 1 and scored[1][2] != scored[0][2] else 0.0
-            if scored[0][0] - runner_up >= 0.04:
-                return Resolved(scored[0][2], scored[0][1], corrected_from=text)
-        suggestions = list(dict.fromkeys(name for _, _, name in scored))[:5]
+            ratio, kind, name, guessed = scored[0]
+            runner_up = scored[1][0] if len(scored) > 1 and scored[1][2] != name else 0.0
+            if ratio - runner_up >= 0.04:
+                return Resolved(name, kind, corrected_from=text, guessed=guessed)
+        suggestions = list(dict.fromkeys(item[2] for item in scored))[:5]
         raise NotFoundError(kinds[0] if len(kinds) == 1 else "entity", text, suggestions)

@@ -25,7 +25,7 @@ from resilience_mcp.server.http import HttpSettings, build_asgi_app, is_loopback
 from resilience_mcp.server.prompts import register_prompts
 from resilience_mcp.server.resources import register_resources
 from resilience_mcp.server.state import AppState, ServerConfig
-from resilience_mcp.server.tooling import READ
+from resilience_mcp.server.tooling import READ, check_arguments
 from resilience_mcp.server.tools import actions as action_tools
 from resilience_mcp.server.tools import catalog as catalog_tools
 from resilience_mcp.server.tools import flags as flag_tools
@@ -97,6 +97,9 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         lifespan=lifespan,
     )
     chosen = list(TOOLSETS) if "all" in config.toolsets else list(dict.fromkeys(config.toolsets))
+    # Turning writes on is asking for the write tools: no toolset needs naming as well.
+    if config.enable_writes and "writes" not in chosen:
+        chosen.append("writes")
     for name in chosen:
         for register in TOOLSETS[name]:
             register(server, config)
@@ -104,6 +107,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     register_prompts(server)
     if os.environ.get(BENCH_NOOP_ENV) == "1":
         add_noop_tool(server)
+    check_arguments(server)
     return server
 
 

@@ -221,6 +221,8 @@ class _CardRoute:
         if arguments is None:
             return _error(400, "The body must be a JSON object of the tool's arguments.")
 
+        # A card is drawn from the whole answer; the caller may still ask for a summary.
+        arguments.setdefault("detail", "full")
         result = await self._call(name, arguments, request.headers.get("authorization"))
         if result.is_error:
             return _error(422, _text(result))

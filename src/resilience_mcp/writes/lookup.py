@@ -38,13 +38,27 @@ Corrections = list[str]
 
 
 def resolve_name(graph: CatalogGraph, text: str, kind: str, corrected: Corrections) -> str:
-    """The catalog name of one `kind` that `text` means; raises NotFoundError with suggestions."""
+    """The catalog name of one `kind` that `text` names; raises NotFoundError with suggestions.
+
+    Reads forgive typos; a write does not act on a guess. Case and separators are still
+    forgiven, and so is a name that only one catalog name extends (`hannah` for
+    hannah-becker, a tenant's name for its cell), but a typo is refused with the name it
+    was probably meant to be."""
     resolved = resolve_entity(graph, text, (kind,))
     if resolved.kind != kind:
         raise InvalidInputError(f"{text!r} names a {resolved.kind}; give a {kind} here.")
     if resolved.corrected_from is not None:
+        if resolved.guessed:
+            raise _near_miss(kind, text, resolved.name)
         corrected.append(f"{resolved.corrected_from} -> {resolved.name}")
     return resolved.name
+
+
+def _near_miss(kind: str, text: str, meant: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"No {kind} is named {text!r}; the closest is {meant!r}. A write acts only on a "
+        f"name as the catalog has it: call again with {meant!r} if that is the one meant."
+    )
 
 
 def resolve_names(
@@ -76,6 +90,8 @@ async def find_row(session: AsyncSession, table: type[E], text: str, corrected: 
         resolved = index.resolve(text, [label])
     except NotFoundError as exc:
         raise NotFoundError(label, text, exc.suggestions, hint) from None
+    if resolved.guessed:
+        raise _near_miss(label, text, resolved.name)
     if resolved.corrected_from is not None:
         corrected.append(f"{resolved.corrected_from} -> {resolved.name}")
     found = await session.execute(select(table).where(col(table.name) == resolved.name))

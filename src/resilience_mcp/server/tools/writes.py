@@ -34,8 +34,14 @@ from resilience_mcp.writes.lookup import parse_time
 
 __all__ = ["register"]
 
+# The hints say what a call does when retried without an idempotency key (the key is
+# optional): a create makes another record, an update appends its timeline note again.
+# Updates overwrite what was there; setting a value twice leaves it as once.
+ADDS = WRITE.model_copy(update={"idempotent_hint": False})
+OVERWRITES = WRITE.model_copy(update={"destructive_hint": True, "idempotent_hint": False})
+SETS = WRITE.model_copy(update={"destructive_hint": True})
 # Flipping a flag changes what production does for customers right now.
-WRITE_PRODUCTION = WRITE.model_copy(update={"destructive_hint": True})
+WRITE_PRODUCTION = SETS
 
 DryRun = Annotated[
     bool,
@@ -123,7 +129,7 @@ async def _request(
 
 
 def _register_incident_writes(server: MCPServer[Any]) -> None:
-    @server.tool(title="Declare an incident", annotations=WRITE)
+    @server.tool(title="Declare an incident", annotations=ADDS)
     @agent_errors
     async def declare_incident(
         title: Annotated[str, Field(min_length=3, max_length=300, description="What is wrong.")],
@@ -178,7 +184,7 @@ def _register_incident_writes(server: MCPServer[Any]) -> None:
             await domain.declare_incident(state.store, await state.graph(), request, draft)
         )
 
-    @server.tool(title="Update an incident", annotations=WRITE)
+    @server.tool(title="Update an incident", annotations=OVERWRITES)
     @agent_errors
     async def update_incident(
         key: IncidentKey,
@@ -247,7 +253,7 @@ def _register_incident_writes(server: MCPServer[Any]) -> None:
 
 
 def _register_follow_up_writes(server: MCPServer[Any]) -> None:
-    @server.tool(title="Record a postmortem", annotations=WRITE)
+    @server.tool(title="Record a postmortem", annotations=SETS)
     @agent_errors
     async def record_postmortem(
         incident: IncidentKey,
@@ -289,7 +295,7 @@ def _register_follow_up_writes(server: MCPServer[Any]) -> None:
             await domain.record_postmortem(state.store, await state.graph(), request, draft)
         )
 
-    @server.tool(title="Create a remediation task", annotations=WRITE)
+    @server.tool(title="Create a remediation task", annotations=ADDS)
     @agent_errors
     async def create_remediation_task(
         title: Annotated[str, Field(min_length=3, max_length=300, description="The work.")],
@@ -326,7 +332,7 @@ def _register_follow_up_writes(server: MCPServer[Any]) -> None:
         graph = await state.graph()
         return answer(await domain.create_remediation_task(state.store, graph, request, draft))
 
-    @server.tool(title="Update a remediation task", annotations=WRITE)
+    @server.tool(title="Update a remediation task", annotations=SETS)
     @agent_errors
     async def update_remediation_task(
         name: Annotated[str, Field(min_length=1, max_length=200, description="The task's name.")],
