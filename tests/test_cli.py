@@ -68,7 +68,7 @@ def test_call_prints_the_text_or_the_structured_answer(
     )
 
     assert code == json_code == 0
-    assert text.startswith("Service payments-api: owner team-payments")
+    assert text.startswith("Service payments-api: owned by team-payments")
     assert json.loads(raw)["owner"]["owner"] == "team-payments"
 
 
@@ -87,6 +87,16 @@ def test_call_explains_bad_arguments(
 
     assert got == code
     assert message in err
+
+
+def test_call_of_a_write_tool_with_writes_off_says_how_to_turn_them_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "call", "--demo", "declare_incident", '{"title": "x"}')
+
+    assert code == 2
+    assert "declare_incident is a write tool and writes are off" in err
+    assert "--enable-writes" in err
 
 
 def test_export_writes_files_that_load_to_the_same_catalog(

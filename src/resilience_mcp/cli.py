@@ -418,6 +418,13 @@ def _call(args: argparse.Namespace) -> int:
         print("error: the arguments must be a JSON object", file=sys.stderr)
         return 2
     config = _config(args, toolsets=("all",), enable_writes=args.enable_writes)
+    if not args.enable_writes and args.tool in _write_tools():
+        print(
+            f"error: {args.tool} is a write tool and writes are off; add --enable-writes "
+            "(every write is recorded in the audit log)",
+            file=sys.stderr,
+        )
+        return 2
 
     async def run() -> tuple[bool, str]:
         async with Client(build_server(config)) as client:
@@ -430,6 +437,17 @@ def _call(args: argparse.Namespace) -> int:
     failed, output = asyncio.run(run())
     print(output, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
+
+
+def _write_tools() -> set[str]:
+    """The names of the tools that only a server with writes on offers."""
+    from resilience_mcp.server import ServerConfig, build_server
+
+    def names(enable_writes: bool) -> set[str]:
+        server = build_server(ServerConfig(toolsets=("all",), enable_writes=enable_writes))
+        return {tool.name for tool in asyncio.run(server.list_tools())}
+
+    return names(True) - names(False)
 
 
 if __name__ == "__main__":

@@ -233,7 +233,7 @@ async def test_a_card_is_the_answer_title_and_its_first_lines(app: Starlette) ->
 
     card = response.json()
     assert response.status_code == 200
-    assert card["title"].startswith("Service payments-api: owner team-payments")
+    assert card["title"].startswith("Service payments-api: owned by team-payments")
     assert any(line.startswith("members:") for line in card["lines"])
     assert card["links"] == []
 

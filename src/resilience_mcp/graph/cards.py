@@ -306,7 +306,9 @@ async def get_service(
     )
     system = graph.systems.get(svc.system or "")
 
-    incidents, deployments = await _service_history(store, svc.name)
+    incidents, open_total, deployments = await _service_history(store, svc.name)
+    running = sorted(graph.instances.get(svc.name, {}).values(), key=lambda i: i.environment)
+    features = sorted(graph.service_features.get(svc.name, ()))
     return ServiceCard(
         name=svc.name,
         corrected_from=resolved.corrected_from,
@@ -328,9 +330,11 @@ async def get_service(
         dependents_page=PageInfo.of(len(up), min(limit, len(up))),
         environments=[
             RunningIn(environment=i.environment, version=i.version, replicas=i.replicas)
-            for i in sorted(graph.instances.get(svc.name, {}).values(), key=lambda i: i.environment)
+            for i in running[:limit]
         ],
-        features=sorted(graph.service_features.get(svc.name, ())),
+        environments_page=PageInfo.of(len(running), min(limit, len(running))),
+        features=features[:limit],
+        features_page=PageInfo.of(len(features), min(limit, len(features))),
         flags=[
             FlagBrief(
                 name=f.name,
@@ -346,6 +350,7 @@ async def get_service(
         ],
         flags_page=PageInfo.of(len(flags), min(limit, len(flags))),
         open_incidents=incidents,
+        open_incidents_page=PageInfo.of(open_total, len(incidents)),
         recent_deployments=deployments,
         provenance=Provenance(
             source=svc.source,
@@ -355,20 +360,27 @@ async def get_service(
     )
 
 
+# Open incidents shown on a service card, newest first.
+OPEN_SHOWN = 10
+
+
 async def _service_history(
     store: Store, service: str
-) -> tuple[list[IncidentBrief], list[DeploymentBrief]]:
+) -> tuple[list[IncidentBrief], int, list[DeploymentBrief]]:
+    """The service's newest open incidents, how many are open, and its last deployments."""
+    touching = (
+        select(m.IncidentLink.incident)
+        .where(col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target) == service)
+        .scalar_subquery()
+    )
+    is_open = (col(m.Incident.name).in_(touching), col(m.Incident.status).in_(OPEN_STATUSES))
     async with store.session() as session:
+        open_total = await session.scalar(select(func.count()).where(*is_open))
         open_rows = await session.execute(
             select(m.Incident)
-            .join(m.IncidentLink, col(m.IncidentLink.incident) == col(m.Incident.name))
-            .where(
-                col(m.IncidentLink.kind) == "service",
-                col(m.IncidentLink.target) == service,
-                col(m.Incident.status).in_(OPEN_STATUSES),
-            )
-            .order_by(col(m.Incident.started_at).desc())
-            .limit(10)
+            .where(*is_open)
+            .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
+            .limit(OPEN_SHOWN)
         )
         incidents = [
             IncidentBrief(
@@ -388,7 +400,7 @@ async def _service_history(
             .limit(5)
         )
         deployments = [deployment_brief(d) for d in dep_rows.scalars().all()]
-    return incidents, deployments
+    return incidents, int(open_total or 0), deployments
 
 
 def deployment_brief(d: m.Deployment) -> DeploymentBrief:

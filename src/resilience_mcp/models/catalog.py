@@ -41,7 +41,7 @@ class OwnerAnswer(Answer):
 
     def text(self) -> str:
         asked = f" (taken for {self.corrected_from!r})" if self.corrected_from else ""
-        lines = [f"{self.kind} {self.name}{asked}: owner {self.owner.line()}"]
+        lines = [f"{self.kind} {self.name}{asked}: owned by {self.owner.line()}"]
         if self.owner.escalation:
             lines.append(f"escalation: {self.owner.escalation}")
         if self.members:
@@ -114,10 +114,13 @@ class ServiceCard(Answer):
     dependents: list[DependencyEdge] = Field(default_factory=list)
     dependents_page: PageInfo
     environments: list[RunningIn] = Field(default_factory=list)
+    environments_page: PageInfo
     features: list[str] = Field(default_factory=list)
+    features_page: PageInfo
     flags: list[FlagBrief] = Field(default_factory=list)
     flags_page: PageInfo
     open_incidents: list[IncidentBrief] = Field(default_factory=list)
+    open_incidents_page: PageInfo
     recent_deployments: list[DeploymentBrief] = Field(default_factory=list)
     provenance: Provenance
 
@@ -137,12 +140,14 @@ class ServiceCard(Answer):
             lines.append(f"used by: {deps}{self.dependents_page.note('dependents')}")
         if self.environments:
             envs = ", ".join(f"{e.environment} {e.version or '?'}" for e in self.environments)
-            lines.append(f"runs in: {envs}")
+            lines.append(f"runs in: {envs}{self.environments_page.note('environments')}")
         kill = [f.key for f in self.flags if f.purpose == "kill-switch"]
         if kill:
             lines.append(f"kill switches: {', '.join(kill)}")
         for inc in self.open_incidents:
             lines.append(f"OPEN {inc.key} {inc.severity} {inc.status}: {inc.title}")
+        if self.open_incidents_page.truncated:
+            lines.append(f"... {self.open_incidents_page.total} open incidents in all")
         return "\n".join(lines)
 
 

@@ -141,7 +141,7 @@ class OwnerSummary(BaseModel):
 
     def line(self) -> str:
         if not self.owner:
-            return "no owner (neither its own nor inherited)"
+            return "nobody (no owner of its own, and none to inherit)"
         how = f" (inherited from {self.inherited_from})" if self.inherited else ""
         oncall = ", ".join(f"{c.person.title or c.person.name}" for c in self.on_call)
         reach = f"; on call: {oncall}" if oncall else "; nobody on call"
