@@ -1,0 +1,110 @@
+"""The store: where the default database lives, how it is opened, and its schema version."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from resilience_mcp.errors import StoreError
+from resilience_mcp.store import SCHEMA_VERSION, Store, default_db_url
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_default_database_is_a_file_in_the_users_data_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RESILIENCE_MCP_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+
+    url = default_db_url()
+
+    if sys.platform.startswith("linux"):
+        assert url == f"sqlite+aiosqlite:///{tmp_path / 'resilience-mcp' / 'catalog.db'}"
+    else:
+        assert url.startswith("sqlite+aiosqlite:///")
+
+
+def test_the_environment_names_another_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESILIENCE_MCP_DB", "postgresql+asyncpg://db.example/catalog")
+
+    assert default_db_url() == "postgresql+asyncpg://db.example/catalog"
+
+
+async def test_a_sqlite_store_is_one_file_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "catalog.db"
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with store.engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+    finally:
+        await store.close()
+
+    assert mode == "wal"
+    assert path.is_file()
+
+
+async def test_a_bare_path_opens_as_a_sqlite_file(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "plain.db"))
+    await store.close()
+
+    assert (tmp_path / "plain.db").is_file()
+
+
+async def test_the_schema_version_is_recorded(db_url: str) -> None:
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.connect() as conn:
+            recorded = await conn.execute(
+                text("SELECT value FROM catalog_meta WHERE key = 'schema_version'")
+            )
+            version = recorded.scalar_one()
+    finally:
+        await store.close()
+
+    assert version == str(SCHEMA_VERSION)
+
+
+async def test_a_database_of_another_schema_version_is_refused_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE catalog_meta SET value = '999' WHERE key = 'schema_version'")
+
+    with pytest.raises(StoreError, match="schema version 999") as refused:
+        await Store.open(f"sqlite+aiosqlite:///{path}")
+
+    assert "Export the catalog" in str(refused.value)
+    with sqlite3.connect(path) as conn:
+        kept = conn.execute("SELECT value FROM catalog_meta WHERE key = 'schema_version'")
+        assert kept.fetchone() == ("999",)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_demo_catalog_and_the_prompts(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), "."],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("resilience_mcp-*.whl")
+
+    names = zipfile.ZipFile(wheel).namelist()
+
+    shipped = "resilience_mcp/_shipped/"
+    assert f"{shipped}data/catalog/teams.yaml" in names
+    assert f"{shipped}data/scorecards/production-readiness.yaml" in names
+    prompts = {Path(n).name for n in names if n.startswith(f"{shipped}prompts/")}
+    assert prompts == {p.name for p in (ROOT / "prompts").glob("*.md")}
