@@ -148,6 +148,19 @@ def test_the_annotations_are_set_and_honest(tool: Tool) -> None:
 def test_the_tool_has_an_output_schema(tool: Tool) -> None:
     assert tool.output_schema is not None
     assert tool.output_schema.get("type") == "object"
+
+
+@each_tool
+def test_the_output_schema_is_plain_and_titled_by_its_answer_model(tool: Tool) -> None:
+    problems = []
+    for where, node in walk(tool.output_schema):
+        problems += [f"{where} has {key}" for key in ("$ref", "$defs") if key in node]
+        if any(branch == {"type": "null"} for branch in node.get("anyOf", ())):
+            problems.append(f"{where} is an optional written as anyOf")
+
+    assert problems == []
+    assert tool.output_schema is not None
+    assert tool.output_schema.get("title")
     assert tool.output_schema.get("properties")
 
 

@@ -25,7 +25,7 @@ from resilience_mcp.server.http import HttpSettings, build_asgi_app, is_loopback
 from resilience_mcp.server.prompts import register_prompts
 from resilience_mcp.server.resources import register_resources
 from resilience_mcp.server.state import AppState, ServerConfig
-from resilience_mcp.server.tooling import READ, check_arguments
+from resilience_mcp.server.tooling import READ, harden_tools
 from resilience_mcp.server.tools import actions as action_tools
 from resilience_mcp.server.tools import catalog as catalog_tools
 from resilience_mcp.server.tools import flags as flag_tools
@@ -107,7 +107,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
     register_prompts(server)
     if os.environ.get(BENCH_NOOP_ENV) == "1":
         add_noop_tool(server)
-    check_arguments(server)
+    harden_tools(server)
     return server
 
 

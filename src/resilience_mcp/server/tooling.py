@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from resilience_mcp.errors import InvalidInputError, ResilienceError
 from resilience_mcp.models.common import Answer
 from resilience_mcp.server.detail import DETAIL_DESCRIPTION, Detail, summarize
+from resilience_mcp.server.schemas import simplify_schema
 from resilience_mcp.server.state import AppState
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "agent_errors",
     "answer",
     "app_state",
-    "check_arguments",
+    "harden_tools",
     "parse_cursor",
 ]
 
@@ -152,18 +153,23 @@ def _problem(error: ErrorDetails, accepted: list[str]) -> str:
     return f"{where!r}: {said} (it was {shown})"
 
 
-def check_arguments(server: MCPServer[Any]) -> None:
-    """Make every tool refuse arguments it does not take, and explain refusals plainly.
+def harden_tools(server: MCPServer[Any]) -> None:
+    """Make every tool refuse arguments it does not take, and publish plain output schemas.
 
     The SDK drops unknown arguments, so a misspelt `limt` would be ignored without a word;
     here each tool's argument model forbids extra keys (and its input schema says so), and
-    any refusal is an ArgumentError. The SDK has no public accessor for its registered
+    any refusal is an ArgumentError. Output schemas are rewritten by `simplify_schema`,
+    which clients validate far faster. The SDK has no public accessor for its registered
     tools, hence the tool manager."""
     for tool in server._tool_manager.list_tools():
         base = tool.fn_metadata.arg_model
         accepted = [f.alias or name for name, f in base.model_fields.items()]
         tool.fn_metadata.arg_model = _strict_model(tool.name, base, accepted)
         tool.parameters["additionalProperties"] = False
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = simplify_schema(tool.fn_metadata.output_schema)
+            # Tool.output_schema caches what it read; read the new one.
+            tool.__dict__.pop("output_schema", None)
 
 
 def _strict_model(tool: str, base: type[M], accepted: list[str]) -> type[M]:
