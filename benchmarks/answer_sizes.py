@@ -4,10 +4,11 @@
     .venv/bin/python -m benchmarks.answer_sizes --synthetic large   # and a synthetic one
 
 Each read tool is called once through an in-process MCP client with only the arguments it
-needs (its defaults otherwise), the way an agent first calls it. Two counts are printed:
-the text an agent shows, and the whole answer a client receives (text plus structured
-content). Tokens are approximate: the larger of characters / 4 and the number of words and
-runs of punctuation, which is close to what BPE tokenizers give for English and JSON.
+needs (its defaults otherwise), the way an agent first calls it, and again with
+detail="full". Three counts are printed: the text an agent shows, the whole answer a client
+receives (text plus structured content), and the whole answer with detail="full". Tokens
+are approximate: the larger of characters / 4 and the number of words and runs of
+punctuation, which is close to what BPE tokenizers give for English and JSON.
 An answer over BUDGET_TOKENS is marked.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import re
 import shutil
@@ -132,6 +134,8 @@ class AnswerSize:
     error: str | None
     text_tokens: int
     total_tokens: int
+    # The same call with detail="full".
+    full_tokens: int = 0
 
     @property
     def over_budget(self) -> bool:
@@ -166,7 +170,10 @@ async def measure(client: Client, samples: Samples) -> list[AnswerSize]:
             sizes.append(AnswerSize(tool.name, {}, str(exc), 0, 0))
             continue
         result = await client.call_tool(tool.name, arguments)
-        sizes.append(size_of(tool.name, arguments, result))
+        full = await client.call_tool(tool.name, {**arguments, "detail": "full"})
+        size = size_of(tool.name, arguments, result)
+        full_tokens = size_of(tool.name, arguments, full).total_tokens
+        sizes.append(dataclasses.replace(size, full_tokens=full_tokens))
     return sizes
 
 
@@ -212,12 +219,13 @@ async def run(label: str, db_url: str, samples: Samples) -> list[AnswerSize]:
 
 def print_table(label: str, sizes: list[AnswerSize]) -> None:
     print(f"\n{label}: answer sizes in tokens (approximate), budget {BUDGET_TOKENS}")
-    print(f"{'tool':<28} {'text':>7} {'whole':>7}  note")
+    print(f"{'tool':<28} {'text':>7} {'whole':>7} {'full':>7}  note")
     for size in sizes:
         note = "OVER BUDGET" if size.over_budget else ""
         if size.error:
             note = f"error: {size.error[:90]}"
-        print(f"{size.tool:<28} {size.text_tokens:>7} {size.total_tokens:>7}  {note}")
+        row = f"{size.tool:<28} {size.text_tokens:>7} {size.total_tokens:>7} {size.full_tokens:>7}"
+        print(f"{row}  {note}")
     largest = max(sizes, key=lambda s: s.total_tokens, default=None)
     if largest is not None:
         print(f"largest: {largest.tool} at {largest.total_tokens} tokens")
