@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ logger = logging.getLogger("resilience_mcp")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    with _logging_to_stderr(args.verbose, args.quiet):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
@@ -245,14 +250,25 @@ def _store_options(parser: argparse.ArgumentParser, *, demo: bool = True) -> Non
         )
 
 
-def _configure_logging(verbose: bool, quiet: bool) -> None:
+@contextmanager
+def _logging_to_stderr(verbose: bool, quiet: bool) -> Iterator[None]:
+    """Log to the standard error of this moment while the command runs, then put logging
+    back as it was: called in-process (by tests, by scripts), the command must not leave a
+    handler on a stream that its caller may close, for threads that log later to hit."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    saved = root.handlers[:], root.level, logger.level
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logger.setLevel(level)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logger.setLevel(saved[2])
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> ServerConfig:
