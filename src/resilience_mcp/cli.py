@@ -231,6 +231,20 @@ def _http_options(serve: argparse.ArgumentParser) -> None:
         help="largest request body accepted over HTTP (default 1 MiB)",
     )
     serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a client that has not sent its request headers by then (default 10; 0: off)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="answer 408 to a request whose body has not all arrived by then (default 60)",
+    )
+    serve.add_argument(
         "--stateful",
         action="store_true",
         help="keep MCP sessions over HTTP (default stateless, which suits replicas)",
@@ -307,6 +321,7 @@ def _serve_http(args: argparse.Namespace, config: ServerConfig) -> int:
     from resilience_mcp.server.app import build_http_app
     from resilience_mcp.server.auth import TokenBook
     from resilience_mcp.server.http import HttpSettings
+    from resilience_mcp.server.listen import uvicorn_config
 
     tokens = TokenBook.load(args.tokens_file, os.environ.get("RESILIENCE_MCP_TOKENS"))
     settings = HttpSettings(
@@ -316,12 +331,13 @@ def _serve_http(args: argparse.Namespace, config: ServerConfig) -> int:
         allowed_origins=tuple(args.allowed_origin),
         max_body_bytes=args.max_body_bytes,
         stateless=not args.stateful,
+        header_timeout_seconds=args.header_timeout,
+        body_timeout_seconds=args.body_timeout,
     )
     app = build_http_app(config, settings, tokens)
     auth = f"{len(tokens)} token(s)" if tokens else "no authentication (loopback only)"
     logger.info("serving MCP over HTTP at http://%s:%d/mcp, %s", args.host, args.port, auth)
-    # log_config=None: uvicorn logs through the handler configured above, to stderr.
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, server_header=False)
+    uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
 
 
