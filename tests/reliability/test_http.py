@@ -298,6 +298,22 @@ async def test_the_webhooks_take_bodies_up_to_their_own_limit_and_mcp_up_to_its_
     assert_refused(mcp, 413)
 
 
+async def test_bad_webhook_signatures_are_throttled_per_address_like_bad_tokens(
+    hooked: Starlette,
+) -> None:
+    body = deployment_event("checkout-deploy-signed", 500)
+    async with client(hooked, "10.3.3.3") as http:
+        forged = [await send_event(http, body, f"f{i}", secret="not-the-secret") for i in range(7)]
+        signed_there = await send_event(http, body, "s1")
+    async with client(hooked, "10.4.4.4") as http:
+        signed_elsewhere = await send_event(http, body, "s2")
+
+    assert [r.status_code for r in forged] == [401] * 5 + [429] * 2
+    assert forged[-1].headers["retry-after"].isdigit()
+    assert signed_there.status_code == 429
+    assert signed_elsewhere.status_code == 200, signed_elsewhere.text
+
+
 @asynccontextmanager
 async def served(app: Starlette, settings: HttpSettings) -> AsyncIterator[int]:
     """A real uvicorn, configured as `serve --http` configures it, on a free loopback port

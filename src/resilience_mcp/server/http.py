@@ -5,8 +5,8 @@ balancers, and `POST /cards/{tool}`, which runs a read tool and answers with its
 card for chat-ops. With tokens configured, `/mcp` and `/cards` take a bearer token with the
 `read` scope. Every request has its body size limited (per route: the webhooks take larger
 bodies) and must send its body within a deadline; `/mcp` and `/cards` check the Host and
-Origin headers against DNS rebinding; a client address that keeps sending bad tokens is
-refused for a while.
+Origin headers against DNS rebinding; a client address that keeps sending bad tokens, or
+webhook events with bad signatures, is refused for a while.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resilience_mcp import __version__
+from resilience_mcp.connectors.webhooks import BAD_SIGNATURE
 from resilience_mcp.models.common import Answer, Card
 from resilience_mcp.server.auth import TokenBook, TokenBookVerifier
 
@@ -306,8 +307,10 @@ def _error(status: int, message: str) -> JSONResponse:
 class BadTokenThrottle:
     """Refuses a client address for a while after repeated bad tokens.
 
-    A request counts as a bad token when it carried an Authorization header and was
-    answered 401. Addresses are kept in a bounded table, oldest dropped first.
+    A request counts as a bad token when it was answered 401 and either carried an
+    Authorization header or was a webhook event whose signature did not match (the webhook
+    marks it in the request's state). Addresses are kept in a bounded table, oldest
+    dropped first.
     """
 
     def __init__(
@@ -337,10 +340,8 @@ class BadTokenThrottle:
             retry = max(1, math.ceil(recent[0] + self.window - now))
             await _too_many(retry)(scope, receive, send)
             return
-        if not any(key == b"authorization" for key, _ in scope["headers"]):
-            await self.app(scope, receive, send)
-            return
-
+        token = any(key == b"authorization" for key, _ in scope["headers"])
+        state = scope.setdefault("state", {})
         status = 0
 
         async def watch(message: Message) -> None:
@@ -350,7 +351,7 @@ class BadTokenThrottle:
             await send(message)
 
         await self.app(scope, receive, watch)
-        if status == 401:
+        if status == 401 and (token or state.get(BAD_SIGNATURE)):
             self._record(address, now)
 
     def _recent(self, address: str, now: float) -> deque[float]:
@@ -367,7 +368,10 @@ class BadTokenThrottle:
         self._failures.move_to_end(address)
         if len(times) == self.limit:
             logger.warning(
-                "refusing %s for up to %gs: %d bad tokens", address, self.window, self.limit
+                "refusing %s for up to %gs: %d bad tokens or signatures",
+                address,
+                self.window,
+                self.limit,
             )
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
@@ -457,7 +461,10 @@ def _too_slow(seconds: float) -> Response:
 
 def _too_many(retry_after: int) -> Response:
     return JSONResponse(
-        {"error": f"Too many bad tokens from this address; retry in {retry_after} s."},
+        {
+            "error": f"Too many bad tokens or signatures from this address; retry in "
+            f"{retry_after} s."
+        },
         status_code=429,
         headers={"retry-after": str(retry_after)},
     )
