@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,20 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 
     assert code == 2
     assert "serve" in err
+
+
+def test_a_command_run_in_process_logs_to_stderr_and_leaves_logging_as_it_found_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A handler left on this test's captured stderr would outlive it: a thread that logs
+    # later (the SQLite driver's) would write to a closed stream.
+    team = tmp_path / "team.yaml"
+    team.write_text("apiVersion: resilience/v1\nkind: Team\nmetadata: {name: team-a}\n")
+    root, ours = logging.getLogger(), logging.getLogger("resilience_mcp")
+    before = (root.handlers[:], root.level, ours.level)
+
+    code = main(["-v", "load", str(team), "--db", str(tmp_path / "c.db")])
+
+    assert code == 0
+    assert "opened sqlite store" in capsys.readouterr().err
+    assert (root.handlers, root.level, ours.level) == before

@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ logger = logging.getLogger("resilience_mcp")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    with _logging_to_stderr(args.verbose, args.quiet):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
@@ -226,6 +231,20 @@ def _http_options(serve: argparse.ArgumentParser) -> None:
         help="largest request body accepted over HTTP (default 1 MiB)",
     )
     serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a client that has not sent its request headers by then (default 10; 0: off)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="answer 408 to a request whose body has not all arrived by then (default 60)",
+    )
+    serve.add_argument(
         "--stateful",
         action="store_true",
         help="keep MCP sessions over HTTP (default stateless, which suits replicas)",
@@ -245,14 +264,25 @@ def _store_options(parser: argparse.ArgumentParser, *, demo: bool = True) -> Non
         )
 
 
-def _configure_logging(verbose: bool, quiet: bool) -> None:
+@contextmanager
+def _logging_to_stderr(verbose: bool, quiet: bool) -> Iterator[None]:
+    """Log to the standard error of this moment while the command runs, then put logging
+    back as it was: called in-process (by tests, by scripts), the command must not leave a
+    handler on a stream that its caller may close, for threads that log later to hit."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    saved = root.handlers[:], root.level, logger.level
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logger.setLevel(level)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logger.setLevel(saved[2])
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> ServerConfig:
@@ -291,6 +321,7 @@ def _serve_http(args: argparse.Namespace, config: ServerConfig) -> int:
     from resilience_mcp.server.app import build_http_app
     from resilience_mcp.server.auth import TokenBook
     from resilience_mcp.server.http import HttpSettings
+    from resilience_mcp.server.listen import uvicorn_config
 
     tokens = TokenBook.load(args.tokens_file, os.environ.get("RESILIENCE_MCP_TOKENS"))
     settings = HttpSettings(
@@ -300,12 +331,13 @@ def _serve_http(args: argparse.Namespace, config: ServerConfig) -> int:
         allowed_origins=tuple(args.allowed_origin),
         max_body_bytes=args.max_body_bytes,
         stateless=not args.stateful,
+        header_timeout_seconds=args.header_timeout,
+        body_timeout_seconds=args.body_timeout,
     )
     app = build_http_app(config, settings, tokens)
     auth = f"{len(tokens)} token(s)" if tokens else "no authentication (loopback only)"
     logger.info("serving MCP over HTTP at http://%s:%d/mcp, %s", args.host, args.port, auth)
-    # log_config=None: uvicorn logs through the handler configured above, to stderr.
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, server_header=False)
+    uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
 
 

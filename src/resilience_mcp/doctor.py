@@ -28,6 +28,7 @@ from sqlmodel import SQLModel, col
 from resilience_mcp import models as m
 from resilience_mcp.errors import StoreError
 from resilience_mcp.fulltext import FTS_KEYS, PG_TABLE
+from resilience_mcp.models.common import is_synced_source
 from resilience_mcp.store import SCHEMA_VERSION, Store, default_db_url
 
 __all__ = ["REFERENCES", "Check", "DoctorReport", "Finding", "Reference", "check_store", "diagnose"]
@@ -446,16 +447,28 @@ def _owned_tables() -> list[type[m.Owned]]:
 # Staleness
 
 
+# Deployments and incidents are history: each is recorded once (pushed by a webhook, or
+# synced while it is recent) and no sync confirms it again, so their age says nothing.
+_HISTORY_KINDS = ("Deployment", "Incident")
+
+
 async def _check_stale(session: AsyncSession, cutoff: datetime, after: timedelta) -> Check:
-    check = Check("freshness", f"every entity was confirmed within {_days(after)}")
+    """Synced entities that no sync confirmed since `cutoff`. Only what a sync confirms
+    again can go stale: facts loaded by hand, the demo's, and those written through the
+    server's own tools are current until someone changes them."""
+    check = Check("freshness", f"every synced entity was confirmed within {_days(after)}")
     stale: dict[str, list[Any]] = {}
     for kind, table in m.KIND_TABLES.items():
+        if kind in _HISTORY_KINDS:
+            continue
         query = (
             select(col(table.source), func.count(), func.min(col(table.synced_at)))
             .where(col(table.synced_at) < cutoff)
             .group_by(col(table.source))
         )
         for source, count, oldest in (await session.execute(query)).all():
+            if not is_synced_source(str(source)):
+                continue
             entry = stale.setdefault(str(source), [0, oldest, []])
             entry[0] += count
             entry[1] = min(entry[1], oldest)

@@ -87,13 +87,17 @@ class Store:
         store = cls(_make_engine(url))
         try:
             await store._prepare(create=create)
-        except (SQLAlchemyError, OSError) as exc:
-            # A server that refuses the connection raises OSError, which no driver wraps.
+        except (SQLAlchemyError, OSError, _ConnectFailed) as exc:
             await store.close()
             safe = make_url(url).render_as_string(hide_password=True)
-            detail = exc.args[0] if isinstance(exc, SQLAlchemyError) else exc
+            if isinstance(exc, _ConnectFailed):
+                detail: object = exc.detail
+            else:
+                detail = f"{exc.__class__.__name__}: " + str(
+                    exc.args[0] if isinstance(exc, SQLAlchemyError) else exc
+                )
             raise StoreError(
-                f"Cannot open the database at {safe}: {exc.__class__.__name__}: {detail}. "
+                f"Cannot open the database at {safe}: {detail}. "
                 "Check the URL given by --db or RESILIENCE_MCP_DB and that the server runs."
             ) from exc
         except BaseException:
@@ -178,6 +182,7 @@ def _make_engine(url: str) -> AsyncEngine:
         pg_engine = create_async_engine(
             parsed, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
         )
+        event.listen(pg_engine.sync_engine, "do_connect", _connect_or_explain)
         event.listen(pg_engine.sync_engine, "handle_error", _explain_failure)
         return pg_engine
 
@@ -253,6 +258,33 @@ _SQLITE_FAILURES = {
         "can be read and load it into a new database."
     ),
 }
+
+
+class _ConnectFailed(StoreError):
+    """A new connection to a database server could not be made (it is down, restarting,
+    or refuses us); `detail` is the driver's reason."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"Cannot connect to the database server ({detail}); nothing was read or written. "
+            "If it is restarting, retry in a moment: the next call connects again by itself. "
+            "If it keeps failing, check that the server runs and accepts connections."
+        )
+
+
+def _connect_or_explain(
+    dialect: Any, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    """Make a new server connection; a refusal becomes a `StoreError` that says so.
+
+    A server that is down refuses the socket with an `OSError`, which neither the driver nor
+    the pool wraps; one that is shutting down or starting up answers with a driver error."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, dialect.loaded_dbapi.Error) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _ConnectFailed(f"{exc.__class__.__name__}: {reason}") from exc
 
 
 def _explain_failure(context: ExceptionContext) -> StoreError | None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,3 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
-
-
-@pytest.fixture(autouse=True)
-def logging_restored() -> Iterator[None]:
-    """The command line points logging at the test's captured stderr; undo that afterwards,
-    so that later tests do not write to a stream that is gone."""
-    root, ours = logging.getLogger(), logging.getLogger("resilience_mcp")
-    handlers, levels = root.handlers[:], (root.level, ours.level)
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(levels[0])
-    ours.setLevel(levels[1])

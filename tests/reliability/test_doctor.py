@@ -112,6 +112,46 @@ async def test_data_no_load_confirmed_lately_is_a_warning_not_an_error(store: St
     assert report.ok
 
 
+def team(name: str) -> str:
+    return f"apiVersion: resilience/v1\nkind: Team\nmetadata: {{name: {name}}}\n"
+
+
+DEPLOYMENT = """\
+apiVersion: resilience/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  {{service: payments-api, version: 1.2.3, deployTime: 2026-11-30T10:00:00Z, status: success}}
+"""
+INCIDENT = """\
+apiVersion: resilience/v1
+kind: Incident
+metadata: {{name: {name}, title: Payments down}}
+spec:
+  {{severity: SEV2, status: resolved, startedAt: 2026-11-30T09:00:00Z, services: [payments-api]}}
+"""
+
+
+async def test_only_facts_a_sync_confirms_again_can_be_stale(store: Store) -> None:
+    await load_yaml(store, SMALL, source="backstage")
+    # Facts no sync confirms again: loaded by hand or from files, the demo's, written
+    # through the write tools, and history (deployments and incidents, pushed by a
+    # webhook or synced while they were recent).
+    for source in ("local", "demo", "mcp", "files:/srv/catalog"):
+        await load_yaml(store, team(f"team-{source.split(':')[0]}"), source=source)
+    await load_yaml(store, DEPLOYMENT.format(name="payments-api-deploy-7"), source="github")
+    await load_yaml(store, DEPLOYMENT.format(name="payments-api-deploy-8"), source="webhook")
+    await load_yaml(store, INCIDENT.format(name="INC-0001"), source="webhook")
+    await load_yaml(store, INCIDENT.format(name="INC-0002"), source="pagerduty")
+
+    report = await check_store(store, now=NOW + timedelta(days=30), stale_after=timedelta(days=7))
+
+    (stale,) = report.findings
+    assert stale.message.startswith("4 entities from source 'backstage'")
+    assert set(stale.examples) == {"1 Team", "1 Person", "2 Service"}
+    assert "mcp" not in report.summary()
+
+
 async def test_an_incident_missing_from_the_full_text_index_is_found(demo_store: Store) -> None:
     await execute(demo_store, "DELETE FROM incident_fts_key WHERE incident = 'INC-2049'")
 

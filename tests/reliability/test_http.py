@@ -6,6 +6,7 @@ or an answer.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -13,15 +14,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx2
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from resilience_mcp.catalog import DEMO_ANCHOR
+from resilience_mcp.connectors.webhooks import EVENTS_PATH, sign
 from resilience_mcp.errors import StoreError
+from resilience_mcp.models.connectors import ConnectorSettings, WebhookSettings
 from resilience_mcp.server.app import build_http_app
 from resilience_mcp.server.auth import TokenBook, token_line
 from resilience_mcp.server.http import HttpSettings
+from resilience_mcp.server.listen import uvicorn_config
 from resilience_mcp.store import Store
 from tests.support import demo_config
 
@@ -221,49 +227,211 @@ async def test_a_flood_of_bad_tokens_is_throttled_per_address_and_no_token_is_lo
         assert token not in said
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+EVENTS_SECRET = "reliability-events-secret-51c"
+HOOK_LIMIT = 4 * MAX_BODY
+
+
+@pytest.fixture
+async def hooked(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Starlette]:
+    """The HTTP app with the generic webhook on, whose body limit is above the app's."""
+    monkeypatch.setenv("RELIABILITY_EVENTS_SECRET", EVENTS_SECRET)
+    hooks = WebhookSettings(
+        generic_secret_env="RELIABILITY_EVENTS_SECRET", max_body_bytes=HOOK_LIMIT
+    )
+    config = demo_config(
+        demo_db, connectors=ConnectorSettings(webhooks=hooks), background_sync=False
+    )
+    settings = HttpSettings(max_body_bytes=MAX_BODY, bad_token_limit=5)
+    built = build_http_app(config, settings)
+    async with built.router.lifespan_context(built):
+        yield built
+
+
+def deployment_event(name: str, size: int) -> bytes:
+    """A Deployment event whose JSON is about `size` bytes long."""
+    document = {
+        "kind": "Deployment",
+        "metadata": {"name": name, "description": ""},
+        "spec": {
+            "service": "checkout",
+            "version": "9.9.9",
+            "deployTime": "2026-12-01T11:00:00Z",
+            "status": "success",
+        },
+    }
+    padding = max(0, size - len(json.dumps(document)))
+    document["metadata"]["description"] = "x" * padding
+    return json.dumps(document).encode()
+
+
+async def send_event(
+    http: httpx2.AsyncClient, body: bytes, delivery: str, *, secret: str = EVENTS_SECRET
+) -> httpx2.Response:
+    timestamp = str(int(DEMO_ANCHOR.timestamp()))
+    headers = {
+        "content-type": "application/json",
+        "x-resilience-delivery": delivery,
+        "x-resilience-timestamp": timestamp,
+        "x-resilience-signature-256": sign(secret, body, timestamp),
+    }
+    return await http.post(EVENTS_PATH, content=body, headers=headers)
+
+
+async def test_the_webhooks_take_bodies_up_to_their_own_limit_and_mcp_up_to_its_own(
+    hooked: Starlette,
+) -> None:
+    between = 2 * MAX_BODY
+    async with client(hooked) as http:
+        accepted = await send_event(http, deployment_event("checkout-deploy-big", between), "d1")
+        too_large = await send_event(
+            http, deployment_event("checkout-deploy-huge", HOOK_LIMIT + 1), "d2"
+        )
+        streamed = await http.post(
+            EVENTS_PATH, content=endless_body(HOOK_LIMIT // 16384 + 1), headers=HEADERS
+        )
+        mcp = await http.post("/mcp", content=b" " * between, headers=HEADERS)
+
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["name"] == "checkout-deploy-big"
+    assert_refused(too_large, 413)
+    assert_refused(streamed, 413)
+    assert_refused(mcp, 413)
+
+
+async def test_bad_webhook_signatures_are_throttled_per_address_like_bad_tokens(
+    hooked: Starlette,
+) -> None:
+    body = deployment_event("checkout-deploy-signed", 500)
+    async with client(hooked, "10.3.3.3") as http:
+        forged = [await send_event(http, body, f"f{i}", secret="not-the-secret") for i in range(7)]
+        signed_there = await send_event(http, body, "s1")
+    async with client(hooked, "10.4.4.4") as http:
+        signed_elsewhere = await send_event(http, body, "s2")
+
+    assert [r.status_code for r in forged] == [401] * 5 + [429] * 2
+    assert forged[-1].headers["retry-after"].isdigit()
+    assert signed_there.status_code == 429
+    assert signed_elsewhere.status_code == 200, signed_elsewhere.text
 
 
 @asynccontextmanager
-async def served(app: Starlette) -> AsyncIterator[int]:
-    """A real uvicorn on a free loopback port, in this event loop; yields the port."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+async def served(app: Starlette, settings: HttpSettings) -> AsyncIterator[int]:
+    """A real uvicorn, configured as `serve --http` configures it, on a free loopback port
+    in this event loop; yields the port once the app has started."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port: int = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, settings))
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve)
-        for _ in range(int(LIMIT / 0.02)):
-            if server.started:
-                break
-            await anyio.sleep(0.02)
-        assert server.started, "uvicorn did not start"
+        tasks.start_soon(server.serve, [sock])
         try:
+            # The socket listens already: the first answer from /healthz means started.
+            with anyio.fail_after(LIMIT):
+                async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                    while (await http.get("/healthz")).status_code != 200:
+                        pass
             yield port
         finally:
             server.should_exit = True
+    sock.close()
+
+
+async def answer_of(stream: anyio.abc.ByteStream) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    said = b""
+    with anyio.fail_after(LIMIT):
+        try:
+            while chunk := await stream.receive():
+                said += chunk
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+    return said
+
+
+def request_head(port: int, length: int) -> bytes:
+    return (
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n"
+        % (port, length)
+    )
+
+
+SLOW = HttpSettings(port=0, header_timeout_seconds=0.5, body_timeout_seconds=0.5)
+
+
+async def trickle(stream: anyio.abc.ByteStream, port: int, into: list[tuple[int, bytes]]) -> None:
+    """Send a body one byte at a time, the next whenever the server has not answered for a
+    moment, until it answers; keeps how many bytes went, and the answer."""
+    await stream.send(request_head(port, 100_000))
+    sent = 0
+    with anyio.fail_after(LIMIT):
+        while True:
+            await stream.send(b" ")
+            sent += 1
+            with anyio.move_on_after(0.05):
+                first = await stream.receive()
+                into.append((sent, first + await answer_of(stream)))
+                return
 
 
 @pytest.mark.slow
-async def test_slow_clients_do_not_hold_up_the_others(demo_db: str) -> None:
-    app = build_http_app(demo_config(demo_db, toolsets=("all",)))
-    async with served(app) as port:
-        host = f"127.0.0.1:{port}".encode()
+async def test_clients_that_stall_or_trickle_get_408_while_the_others_are_served(
+    demo_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_http_app(demo_config(demo_db, toolsets=("all",)), SLOW)
+    trickled: list[tuple[int, bytes]] = []
+    async with served(app, SLOW) as port:
         stalled_headers = await anyio.connect_tcp("127.0.0.1", port)
         stalled_body = await anyio.connect_tcp("127.0.0.1", port)
-        async with stalled_headers, stalled_body:
-            await stalled_headers.send(b"POST /mcp HTTP/1.1\r\nHost: " + host + b"\r\nContent-")
-            await stalled_body.send(
-                b"POST /mcp HTTP/1.1\r\nHost: " + host + b"\r\nContent-Type: application/json"
-                b"\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100000"
-                b'\r\n\r\n{"jsonrpc": "2.0", "id": 1, "meth'
-            )
+        trickled_body = await anyio.connect_tcp("127.0.0.1", port)
+        silent = await anyio.connect_tcp("127.0.0.1", port)
+        async with stalled_headers, stalled_body, trickled_body, silent:
+            await stalled_headers.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+            await stalled_body.send(request_head(port, 100_000) + b'{"jsonrpc": "2.0", "id')
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(trickle, trickled_body, port, trickled)
+                with anyio.fail_after(LIMIT):
+                    async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                        for _ in range(3):
+                            await still_answers(http)
+            headers_answer = await answer_of(stalled_headers)
+            body_answer = await answer_of(stalled_body)
+            silent_answer = await answer_of(silent)
+
+    assert headers_answer.startswith(b"HTTP/1.1 408 ")
+    assert b"headers did not arrive in time" in headers_answer
+    ((sent, trickle_answer),) = trickled
+    for answer in (body_answer, trickle_answer):
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"request body did not arrive within 0.5 s" in answer
+        assert b"connection: close" in answer.lower()
+    # The trickle kept the connection busy, and was cut off all the same.
+    assert 1 < sent < 100_000
+    # A connection that never sent a byte is closed without an answer.
+    assert silent_answer == b""
+    # Cut off before the app saw them: nothing failed in it.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.slow
+async def test_a_client_on_a_kept_alive_connection_has_the_same_deadline_for_its_next_request(
+    demo_db: str,
+) -> None:
+    app = build_http_app(demo_config(demo_db, toolsets=("all",)), SLOW)
+    async with served(app, SLOW) as port:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            await stream.send(request_head(port, len(LIST_TOOLS)) + LIST_TOOLS)
+            first = b""
             with anyio.fail_after(LIMIT):
-                async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                    for _ in range(3):
-                        await still_answers(http)
+                while b'"tools"' not in first:
+                    first += await stream.receive()
+            await stream.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            rest = await answer_of(stream)
+
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert b"HTTP/1.1 408 " in rest
 
 
 async def test_a_database_password_never_reaches_an_error_or_the_log(

@@ -1,17 +1,23 @@
 """PostgreSQL going away under a serving store.
 
-The machine's server is shared, so it is never restarted: instead the server side of our
+Two ways. On the machine's shared server, which is never restarted, the server side of our
 own connections is killed with `pg_terminate_backend`, picked out by the
-`application_name` the store under test sets. A call in flight then fails with a message
-that says the connection was lost, a load in flight writes nothing, and the next calls
-succeed on fresh connections (the pool pings before it hands a connection out).
+`application_name` the store under test sets. And a private, throwaway cluster
+(`private_postgres.py`) is really stopped and started again while a server is serving.
+A call in flight then fails with a message that says the connection was lost, a call while
+the database is down with one that says it cannot connect, a load in flight writes
+nothing, and the calls after it is back succeed on fresh connections (the pool pings
+before it hands a connection out), with no restart of our server.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -26,6 +32,7 @@ from resilience_mcp.errors import StoreError
 from resilience_mcp.server import ServerConfig, build_server
 from resilience_mcp.store import Store
 from tests.reliability.generate import write_catalog
+from tests.reliability.private_postgres import PrivatePostgres, private_postgres, unavailable_reason
 from tests.reliability.snapshot import snapshot
 from tests.support import BACKENDS, PG_URL, load_yaml
 
@@ -188,3 +195,90 @@ async def test_a_load_in_flight_when_the_server_goes_writes_nothing_and_can_run_
         assert sum(report.created.values()) == sum(expected.values())
     finally:
         await store.close()
+
+
+# A real restart, on a cluster of the test's own
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster this test may stop and start; deleted afterwards."""
+    reason = unavailable_reason()
+    if PG_URL == "off":
+        reason = "PostgreSQL tests are off (RESILIENCE_MCP_TEST_PG=off)"
+    if reason is not None:
+        if os.environ.get("RESILIENCE_MCP_TEST_PG_REQUIRED") == "1":
+            pytest.fail(f"PostgreSQL is required for this run, but {reason}.")
+        pytest.skip(f"cannot make a private PostgreSQL cluster: {reason}")
+    with private_postgres() as made:
+        yield made
+    assert not made.folder.exists(), "the private cluster's folder was left behind"
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+    with anyio.fail_after(LIMIT):
+        return await client.call_tool(tool, arguments)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_a_restart_of_postgres_fails_calls_cleanly_and_later_calls_need_no_restart(
+    cluster: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"rmcp-restart-{uuid.uuid4().hex[:10]}"
+    url = f"{cluster.url}?application_name={name}"
+    store = await Store.open(url)
+    try:
+        await load_yaml(store, BASE)
+    finally:
+        await store.close()
+    config = ServerConfig(db_url=url, toolsets=("all",), enable_writes=True)
+    read = ("get_service", {"name": "payments-api"})
+    declare = (
+        "declare_incident",
+        {"title": "Payments down", "severity": "SEV2", "services": ["payments-api"]},
+    )
+    in_flight: list[CallToolResult] = []
+    admin = create_async_engine(cluster.url)
+
+    async with Client(build_server(config)) as client:
+        before = await call(client, *read)
+
+        async def held() -> None:
+            in_flight.append(await call(client, *read))
+
+        blocker = await admin.connect()
+        try:
+            # Every call reads the catalog version first: it waits on this lock, in flight,
+            # until the server goes down under it.
+            await blocker.execute(text("LOCK TABLE catalog_state IN ACCESS EXCLUSIVE MODE"))
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(held)
+                await wait_until_blocked(admin, name)
+                await cluster.stop()
+        finally:
+            # Its server side is gone: dropped, not rolled back.
+            await blocker.invalidate()
+            await blocker.close()
+            await admin.dispose()
+        while_down = [await call(client, *read), await call(client, *declare)]
+
+        await cluster.start()
+        after = [await call(client, *read), await call(client, *declare), await call(client, *read)]
+
+    assert not before.is_error, text_of(before)
+    (cut,) = in_flight
+    assert cut.is_error
+    assert "connection to the database was lost" in text_of(cut)
+    for result in while_down:
+        assert result.is_error
+        assert "Cannot connect to the database server" in text_of(result)
+        assert "retry in a moment" in text_of(result)
+    for result in [cut, *while_down]:
+        assert "failed unexpectedly" not in text_of(result)
+    assert [result.is_error for result in after] == [False, False, False], [
+        text_of(r) for r in after
+    ]
+    # Every failure was answered, not crashed on: nothing logged a traceback.
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -102,9 +103,14 @@ async def test_a_load_waits_out_the_busy_timeout_on_a_lock_then_fails_clearly(
         async with locked_by_another_process(sqlite_path(demo_db)):
             with anyio.fail_after(LIMIT):
                 assert await store.catalog_version() == version
+                started = time.monotonic()
                 with pytest.raises(StoreError, match="locked by another writer"):
                     await load_catalog(store, [team_file(tmp_path / "new", "team-late")])
+                waited = time.monotonic() - started
 
+        # The error came only once the busy timeout had run out (a lower bound: how much
+        # longer it took depends on the machine).
+        assert waited >= BUSY_TIMEOUT
         assert await snapshot(store) == before
         report = await load_catalog(store, [team_file(tmp_path / "new", "team-late")])
         assert report.created == {"Team": 1}
@@ -125,13 +131,16 @@ async def test_a_write_tool_on_a_locked_database_answers_an_error_and_reads_answ
         async with locked_by_another_process(sqlite_path(demo_db)):
             with anyio.fail_after(LIMIT):
                 read = await client.call_tool("get_service", {"name": "checkout"})
+                started = time.monotonic()
                 refused = await client.call_tool("declare_incident", declare)
+                waited = time.monotonic() - started
         with anyio.fail_after(LIMIT):
             accepted = await client.call_tool("declare_incident", declare)
 
     assert not read.is_error
     assert refused.is_error
     assert "locked by another writer" in text_of(refused)
+    assert waited >= BUSY_TIMEOUT
     assert not accepted.is_error, text_of(accepted)
 
 
@@ -190,7 +199,9 @@ def test_the_load_command_on_a_locked_database_prints_the_reason_and_exits_one(
     try:
         assert holder.stdout.readline() == b"locked\n"
         url = f"sqlite:///{path}?timeout={BUSY_TIMEOUT}"
+        started = time.monotonic()
         code = main(["-q", "load", str(team_file(tmp_path / "new", "team-late")), "--db", url])
+        waited = time.monotonic() - started
     finally:
         holder.stdin.close()
         holder.stdout.close()
@@ -199,4 +210,5 @@ def test_the_load_command_on_a_locked_database_prints_the_reason_and_exits_one(
     err = capsys.readouterr().err
     assert code == 1
     assert "error: The database is locked by another writer" in err
+    assert waited >= BUSY_TIMEOUT
     assert "Traceback" not in err

@@ -47,6 +47,7 @@ from resilience_mcp.models.connectors import PushedCommit, WebhookDelivery, Webh
 from resilience_mcp.store import Store
 
 __all__ = [
+    "BAD_SIGNATURE",
     "EVENTS_PATH",
     "GITHUB_PATH",
     "HookState",
@@ -60,6 +61,9 @@ logger = logging.getLogger(__name__)
 
 GITHUB_PATH = "/hooks/github"
 EVENTS_PATH = "/hooks/events"
+# Set in a request's state when its signature did not match, so that the HTTP server's
+# throttle counts it like a bad token.
+BAD_SIGNATURE = "bad_signature"
 SLUG_ANNOTATION = "github.com/project-slug"
 # Commits in one deployment are looked up back to the previous deployment, at most these.
 MAX_COMMITS = 100
@@ -126,9 +130,10 @@ def _secret(env: str | None) -> str | None:
 class _Refused(Exception):
     """A request answered with an error status; the message is safe to send back."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, bad_signature: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.bad_signature = bad_signature
 
 
 class _Hook:
@@ -153,6 +158,8 @@ class _Hook:
             answer = await self.handle(request, body)
         except _Refused as refused:
             logger.info("%s webhook refused (%d): %s", self.channel, refused.status, refused)
+            if refused.bad_signature:
+                request.scope.setdefault("state", {})[BAD_SIGNATURE] = True
             return JSONResponse({"error": str(refused)}, status_code=refused.status)
         return JSONResponse(answer, status_code=202 if answer.get("status") == "ignored" else 200)
 
@@ -172,7 +179,9 @@ class _Hook:
     def check_signature(self, given: str | None, body: bytes, timestamp: str | None) -> None:
         expected = sign(self._secret, body, timestamp).encode()
         if not given or not hmac.compare_digest(given.encode(errors="replace"), expected):
-            raise _Refused(401, "The signature is missing or does not match the body.")
+            raise _Refused(
+                401, "The signature is missing or does not match the body.", bad_signature=True
+            )
 
     def delivery(self, value: str | None) -> str:
         if not value or not _DELIVERY.match(value):

@@ -17,8 +17,9 @@ __all__ = [
     "is_synced_source",
 ]
 
-# Provenance labels of facts written by hand (files, the demo), not synced from elsewhere.
-_LOCAL_SOURCES = ("local", "demo")
+# Provenance labels of facts no sync confirms again: written by hand (files, the demo),
+# through this server's write tools (`mcp`), or pushed once by a webhook event.
+_LOCAL_SOURCES = ("local", "demo", "mcp", "webhook")
 _SOURCE_NAMES = {"pagerduty": "PagerDuty", "backstage": "Backstage", "github": "GitHub"}
 
 

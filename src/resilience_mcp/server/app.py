@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from resilience_mcp import __version__
 from resilience_mcp.catalog import load_catalog, load_demo
 from resilience_mcp.connectors.sync import background_sync
-from resilience_mcp.connectors.webhooks import webhook_routes
+from resilience_mcp.connectors.webhooks import EVENTS_PATH, GITHUB_PATH, webhook_routes
 from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.server.auth import TokenBook
 from resilience_mcp.server.http import HttpSettings, build_asgi_app, is_loopback
@@ -138,7 +138,9 @@ def build_http_app(
     server = build_server(config)
     hooks = config.connectors.webhooks if config.connectors else None
     routes = webhook_routes(lambda: _RUNNING.get(server), hooks)
-    return build_asgi_app(server, settings, tokens, routes=routes)
+    # Events may be larger than the requests to /mcp: the webhooks' own limit holds there.
+    limits = dict.fromkeys((GITHUB_PATH, EVENTS_PATH), hooks.max_body_bytes) if hooks else {}
+    return build_asgi_app(server, settings, tokens, routes=routes, body_limits=limits)
 
 
 @asynccontextmanager

@@ -3,9 +3,10 @@
 One ASGI app: the MCP endpoint at `/mcp` (stateless by default), `/healthz` for load
 balancers, and `POST /cards/{tool}`, which runs a read tool and answers with its compact
 card for chat-ops. With tokens configured, `/mcp` and `/cards` take a bearer token with the
-`read` scope. Every request has its body size limited; `/mcp` and `/cards` check the Host and
-Origin headers against DNS rebinding; a client address that keeps sending bad tokens is
-refused for a while.
+`read` scope. Every request has its body size limited (per route: the webhooks take larger
+bodies) and must send its body within a deadline; `/mcp` and `/cards` check the Host and
+Origin headers against DNS rebinding; a client address that keeps sending bad tokens, or
+webhook events with bad signatures, is refused for a while.
 """
 
 from __future__ import annotations
@@ -14,25 +15,23 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
-from mcp.server.transport_security import (
-    RequestBodyLimitMiddleware,
-    TransportSecurityMiddleware,
-    TransportSecuritySettings,
-)
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, Tool
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -41,10 +40,18 @@ from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resilience_mcp import __version__
+from resilience_mcp.connectors.webhooks import BAD_SIGNATURE
 from resilience_mcp.models.common import Answer, Card
 from resilience_mcp.server.auth import TokenBook, TokenBookVerifier
 
-__all__ = ["LOOPBACK_HOSTS", "BadTokenThrottle", "HttpSettings", "build_asgi_app", "is_loopback"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "BadTokenThrottle",
+    "BodyGuard",
+    "HttpSettings",
+    "build_asgi_app",
+    "is_loopback",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,11 @@ class HttpSettings:
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
     stateless: bool = True
+    # A client must send a request's headers within this many seconds of connecting (or of
+    # the previous response), and then its body within this many more; else 408. Zero
+    # turns either off. The header deadline is uvicorn's part (`server.listen`).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
     # A client address that sends this many bad tokens within the window is refused (429)
     # until the oldest of them leaves the window. Zero turns the throttle off.
     bad_token_limit: int = 10
@@ -106,11 +118,13 @@ def build_asgi_app(
     *,
     clock: Callable[[], float] = time.monotonic,
     routes: Sequence[BaseRoute] = (),
+    body_limits: Mapping[str, int] | None = None,
 ) -> Starlette:
     """The ASGI app serving `server` over streamable HTTP; tokens, when given, are required.
 
     `routes` are served as they are, before `/mcp` (the webhooks, which check their own
-    signatures rather than tokens)."""
+    signatures rather than tokens). `body_limits` gives paths (and what lies under them)
+    a body limit of their own instead of `settings.max_body_bytes`."""
     settings = settings or HttpSettings()
     security = settings.transport_security()
     mcp_app = server.streamable_http_app(
@@ -137,7 +151,12 @@ def build_asgi_app(
             window=settings.bad_token_window_seconds,
             clock=clock,
         ),
-        Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
+        Middleware(
+            BodyGuard,
+            default=settings.max_body_bytes,
+            by_path=dict(body_limits or {}),
+            seconds=settings.body_timeout_seconds,
+        ),
     ]
     if tokens:
         middleware += [
@@ -290,8 +309,10 @@ def _error(status: int, message: str) -> JSONResponse:
 class BadTokenThrottle:
     """Refuses a client address for a while after repeated bad tokens.
 
-    A request counts as a bad token when it carried an Authorization header and was
-    answered 401. Addresses are kept in a bounded table, oldest dropped first.
+    A request counts as a bad token when it was answered 401 and either carried an
+    Authorization header or was a webhook event whose signature did not match (the webhook
+    marks it in the request's state). Addresses are kept in a bounded table, oldest
+    dropped first.
     """
 
     def __init__(
@@ -321,10 +342,8 @@ class BadTokenThrottle:
             retry = max(1, math.ceil(recent[0] + self.window - now))
             await _too_many(retry)(scope, receive, send)
             return
-        if not any(key == b"authorization" for key, _ in scope["headers"]):
-            await self.app(scope, receive, send)
-            return
-
+        token = any(key == b"authorization" for key, _ in scope["headers"])
+        state = scope.setdefault("state", {})
         status = 0
 
         async def watch(message: Message) -> None:
@@ -334,7 +353,7 @@ class BadTokenThrottle:
             await send(message)
 
         await self.app(scope, receive, watch)
-        if status == 401:
+        if status == 401 and (token or state.get(BAD_SIGNATURE)):
             self._record(address, now)
 
     def _recent(self, address: str, now: float) -> deque[float]:
@@ -351,15 +370,103 @@ class BadTokenThrottle:
         self._failures.move_to_end(address)
         if len(times) == self.limit:
             logger.warning(
-                "refusing %s for up to %gs: %d bad tokens", address, self.window, self.limit
+                "refusing %s for up to %gs: %d bad tokens or signatures",
+                address,
+                self.window,
+                self.limit,
             )
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
 
 
+class BodyGuard:
+    """Reads each request's body before the app sees it, and refuses a body that is too
+    large (413) or that is not all there within `seconds` of the headers, however slowly
+    it trickles in (408); either answer closes the connection, and the app is not called.
+
+    The size limit is `default`, or that of the longest path in `by_path` that is the
+    request's path or a folder of it. Zero `seconds` sets no deadline."""
+
+    def __init__(
+        self, app: ASGIApp, *, default: int, by_path: Mapping[str, int], seconds: float
+    ) -> None:
+        self.app = app
+        self.default = default
+        self.by_path = sorted(
+            ((path.rstrip("/"), limit) for path, limit in by_path.items()),
+            key=lambda item: -len(item[0]),
+        )
+        self.seconds = seconds
+
+    def limit(self, path: str) -> int:
+        for prefix, limit in self.by_path:
+            if path == prefix or path.startswith(prefix + "/"):
+                return limit
+        return self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(str(scope["path"]))
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        deadline = anyio.current_time() + self.seconds if self.seconds > 0 else math.inf
+
+        body = bytearray()
+        more = True
+        while more:
+            with anyio.CancelScope(deadline=deadline) as waiting:
+                message = await receive()
+            if waiting.cancelled_caught:
+                logger.debug("request body not complete within %gs: 408", self.seconds)
+                await _too_slow(self.seconds)(scope, receive, send)
+                return
+            if message["type"] != "http.request":
+                return  # the client went away: there is no one to answer
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            more = bool(message.get("more_body"))
+
+        pending: deque[Message] = deque([{"type": "http.request", "body": bytes(body)}])
+
+        async def replay() -> Message:
+            # The body once, then the client's own messages (a stream waits for its
+            # disconnect there).
+            return pending.popleft() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> Response:
+    return JSONResponse(
+        {"error": f"The request body is larger than {limit} bytes; send a smaller one."},
+        status_code=413,
+        headers={"connection": "close"},
+    )
+
+
+def _too_slow(seconds: float) -> Response:
+    return JSONResponse(
+        {
+            "error": f"The request body did not arrive within {seconds:g} s; send it at "
+            "once, or a smaller one."
+        },
+        status_code=408,
+        headers={"connection": "close"},
+    )
+
+
 def _too_many(retry_after: int) -> Response:
     return JSONResponse(
-        {"error": f"Too many bad tokens from this address; retry in {retry_after} s."},
+        {
+            "error": f"Too many bad tokens or signatures from this address; retry in "
+            f"{retry_after} s."
+        },
         status_code=429,
         headers={"retry-after": str(retry_after)},
     )
