@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from resilience_mcp import models as m
 from resilience_mcp.cli import main
-from tests.support import shared_data
+from resilience_mcp.store import Store
+from tests.support import load_yaml, shared_data
 
 BACKSTAGE = ("backstage", "backstage", "packages", "catalog-model", "examples")
 
@@ -136,3 +141,90 @@ def test_a_command_run_in_process_logs_to_stderr_and_leaves_logging_as_it_found_
     assert code == 0
     assert "opened sqlite store" in capsys.readouterr().err
     assert (root.handlers, root.level, ours.level) == before
+
+
+def synced_team(tmp_path: Path, age: timedelta) -> str:
+    """A database with one team synced from PagerDuty `age` ago, as a URL."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'synced.db'}"
+
+    async def build() -> None:
+        store = await Store.open(url)
+        try:
+            await load_yaml(
+                store,
+                "apiVersion: resilience/v1\nkind: Team\nmetadata: {name: site-reliability}\n",
+                source="pagerduty",
+            )
+            async with store.transaction() as session:
+                await session.execute(update(m.Team).values(synced_at=datetime.now(UTC) - age))
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    return url
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "file", "stale"),
+    [
+        (None, None, None, False),
+        ("5", None, None, True),
+        (None, "5", None, True),
+        (None, None, 5, True),
+        ("20", "5", 5, False),
+        (None, "20", 5, False),
+    ],
+    ids=["default", "flag", "environment", "file", "flag-first", "environment-before-file"],
+)
+def test_the_stale_age_comes_from_the_flag_the_environment_or_the_connectors_file(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str | None,
+    env: str | None,
+    file: float | None,
+    stale: bool,
+) -> None:
+    db = synced_team(tmp_path, timedelta(hours=10))
+    arguments = '{"name": "site-reliability", "detail": "full"}'
+    argv = ["call", "--db", db, "get_owner", arguments, "--json"]
+    if flag is not None:
+        argv += ["--stale-after-hours", flag]
+    if env is not None:
+        monkeypatch.setenv("RESILIENCE_MCP_STALE_AFTER_HOURS", env)
+    else:
+        monkeypatch.delenv("RESILIENCE_MCP_STALE_AFTER_HOURS", raising=False)
+    if file is not None:
+        connectors = tmp_path / "connectors.yaml"
+        connectors.write_text(f"stale_after_hours: {file}\n", encoding="utf-8")
+        argv += ["--connectors", str(connectors)]
+
+    code, out, err = run(capsys, *argv)
+
+    assert code == 0, err
+    assert json.loads(out)["owner"]["owner_source"]["stale"] is stale
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--stale-after-hours", "0"], None, "--stale-after-hours must be a positive number"),
+        ([], "soon", "$RESILIENCE_MCP_STALE_AFTER_HOURS must be a positive number of hours"),
+    ],
+)
+def test_a_stale_age_that_is_not_a_positive_number_is_refused(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: str | None,
+    message: str,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("RESILIENCE_MCP_STALE_AFTER_HOURS", env)
+    db = str(tmp_path / "c.db")
+
+    code, _, err = run(capsys, "call", "--db", db, "get_owner", '{"name": "x"}', *argv)
+
+    assert code == 1
+    assert message in err

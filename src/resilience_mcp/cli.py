@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from resilience_mcp import __version__
-from resilience_mcp.errors import ResilienceError
+from resilience_mcp.errors import InvalidInputError, ResilienceError
 from resilience_mcp.server.state import ServerConfig
 
 __all__ = ["main"]
 
 logger = logging.getLogger("resilience_mcp")
+
+ENV_STALE_AFTER_HOURS = "RESILIENCE_MCP_STALE_AFTER_HOURS"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _http_options(serve)
     _connectors_option(serve)
+    _stale_option(serve)
     serve.add_argument(
         "--no-sync", action="store_true", help="do not sync the connectors' sources while serving"
     )
@@ -123,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--json", action="store_true", help="print the structured answer as JSON")
     call.add_argument("--enable-writes", action="store_true", help="allow write tools")
     _connectors_option(call)
+    _stale_option(call)
     call.set_defaults(handler=_call)
 
     sync = commands.add_parser(
@@ -160,6 +164,36 @@ def _connectors_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _stale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stale-after-hours",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="mark synced facts older than this stale in answers (default: "
+        "$RESILIENCE_MCP_STALE_AFTER_HOURS, else the connectors file's stale_after_hours, "
+        "else 168)",
+    )
+
+
+def _stale_after_hours(args: argparse.Namespace) -> float | None:
+    """The stale age the flag or the environment gives; None leaves it to the file."""
+    given: float | None = getattr(args, "stale_after_hours", None)
+    if given is not None:
+        where, text = "--stale-after-hours", str(given)
+    else:
+        where, text = f"${ENV_STALE_AFTER_HOURS}", os.environ.get(ENV_STALE_AFTER_HOURS, "")
+        if not text.strip():
+            return None
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = 0.0
+    if not 0 < hours < float("inf"):
+        raise InvalidInputError(f"{where} must be a positive number of hours, not {text!r}.")
+    return hours
+
+
 def _connector_settings(args: argparse.Namespace) -> Any:
     path = getattr(args, "connectors", None)
     if not path:
@@ -185,20 +219,31 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"error: no source {args.source!r}; the file has: {names}", file=sys.stderr)
         return 2
 
-    async def run() -> list[str]:
+    async def run() -> int:
         store = await Store.open(args.db)
+        failed = 0
         try:
-            reports = []
+            # Each source on its own: one that fails changes nothing and the rest still sync.
             for source in chosen:
-                now = datetime.now(UTC)
-                report = await run_sync(store, source, now=now, dry_run=args.dry_run)
-                reports.append(report.summary())
-            return reports
+                try:
+                    report = await run_sync(
+                        store, source, now=datetime.now(UTC), dry_run=args.dry_run
+                    )
+                except ResilienceError as exc:
+                    failed += 1
+                    print(
+                        f"error: sync {source.name} failed, nothing changed: {exc}", file=sys.stderr
+                    )
+                    continue
+                print(report.summary(), flush=True)
         finally:
             await store.close()
+        return failed
 
-    print("\n".join(asyncio.run(run())))
-    return 0
+    failed = asyncio.run(run())
+    if failed and len(chosen) > 1:
+        print(f"error: {failed} of {len(chosen)} sources failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _http_options(serve: argparse.ArgumentParser) -> None:
@@ -292,6 +337,7 @@ def _config(args: argparse.Namespace, **extra: Any) -> ServerConfig:
         db_url=args.db,
         demo=getattr(args, "demo", False),
         connectors=_connector_settings(args),
+        stale_after_hours=_stale_after_hours(args),
         **extra,
     )
 

@@ -19,6 +19,7 @@ from resilience_mcp.catalog.flagd import (
     describe_targeting,
     flagd_documents,
     read_flagd,
+    with_state,
 )
 from resilience_mcp.catalog.loader import load_documents
 from resilience_mcp.errors import CatalogLoadError
@@ -407,3 +408,54 @@ def test_the_cli_loads_a_flagd_file_for_an_environment(
 
     assert code == 0
     assert "created: 15 FeatureFlag" in capsys.readouterr().out
+
+
+BOOLEAN = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
+COLOURS = {
+    "state": "ENABLED",
+    "variants": {"red": "red", "blue": "blue"},
+    "defaultVariant": "red",
+    "targeting": {"if": [{"==": [{"var": "tier"}, "gold"]}, "blue", "red"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "asked", "read"),
+    [
+        (BOOLEAN, {"enabled": True}, (True, None, None, None)),
+        (BOOLEAN, {"enabled": True, "rollout": 12.5}, (True, 12.5, None, "split")),
+        ({**BOOLEAN, "defaultVariant": "on"}, {"enabled": False}, (False, None, None, None)),
+        (COLOURS, {"enabled": True, "variant": "blue"}, (True, None, "blue", None)),
+        (COLOURS, {"enabled": False}, (False, None, "red", "disabled")),
+    ],
+    ids=["on", "partial rollout", "off", "a variant for everyone", "off without an off variant"],
+)
+def test_a_flag_given_a_state_reads_back_as_that_state(
+    raw: dict[str, Any], asked: dict[str, Any], read: tuple[Any, ...]
+) -> None:
+    original = json.dumps(raw, sort_keys=True)
+
+    changed = with_state(raw, **asked)
+
+    [flag], problems = read_flagd({"flags": {"f": changed}})
+    assert problems == []
+    enabled, rollout, variant, targeting = read
+    assert (flag.enabled, flag.rollout, flag.variant) == (enabled, rollout, variant)
+    assert (flag.targeting or "").startswith(targeting or "")
+    assert (flag.targeting is None) is (targeting is None)
+    assert json.dumps(raw, sort_keys=True) == original, "the definition given stays as it was"
+
+
+@pytest.mark.parametrize(
+    ("raw", "asked", "message"),
+    [
+        (COLOURS, {"enabled": True, "rollout": 50}, "a partial rollout needs a variant"),
+        (BOOLEAN, {"enabled": True, "variant": "off"}, "its variant 'off' turns it off"),
+        (BOOLEAN, {"enabled": True, "variant": "maybe"}, "it has no variant 'maybe'"),
+    ],
+)
+def test_a_state_the_flags_variants_cannot_express_is_refused(
+    raw: dict[str, Any], asked: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        with_state(raw, **asked)

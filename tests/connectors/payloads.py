@@ -390,8 +390,12 @@ def backstage_catalog() -> list[dict[str, Any]]:
     ]
 
 
-def github_push(repo: str, commits: list[tuple[str, datetime]]) -> dict[str, Any]:
+def github_push(
+    repo: str, commits: list[tuple[str, datetime]], *, pushed: datetime | None = None
+) -> dict[str, Any]:
+    """A push event; `pushed` is when it happened (default: its last commit's time)."""
     owner, name = repo.split("/")
+    pushed_at = pushed or commits[-1][1]
     return {
         "ref": "refs/heads/main",
         "before": "0" * 40,
@@ -402,6 +406,7 @@ def github_push(repo: str, commits: list[tuple[str, datetime]]) -> dict[str, Any
             "full_name": repo,
             "html_url": f"https://github.com/{repo}",
             "default_branch": "main",
+            "pushed_at": int(pushed_at.timestamp()),
             "owner": {"login": owner, "type": "Organization"},
         },
         "pusher": {"name": "dev-raman", "email": "dev.raman@acme.example"},

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
@@ -46,6 +47,9 @@ class Receiver:
 
     url: str = ""
     received: list[dict[str, Any]] = field(default_factory=list)
+    # Set when a stalled request has arrived; what it waits for, set when the test is done.
+    arrived: anyio.Event = field(default_factory=anyio.Event)
+    release: anyio.Event = field(default_factory=anyio.Event)
 
     async def restart(self, request: Request) -> Response:
         self.received.append({"headers": dict(request.headers), "body": await request.json()})
@@ -56,11 +60,26 @@ class Receiver:
         self.received.append({"headers": dict(request.headers), "body": await request.json()})
         return JSONResponse({"error": "pager is down"}, status_code=500)
 
+    async def stall(self, request: Request) -> Response:
+        """Takes the request, then answers only once the test is over."""
+        self.received.append({"headers": dict(request.headers), "body": await request.json()})
+        self.arrived.set()
+        await self.release.wait()
+        return JSONResponse({"accepted": True}, status_code=202)
+
+    async def echo_token(self, request: Request) -> Response:
+        """Echoes the token part of the Authorization header, as some receivers do."""
+        self.received.append({"headers": dict(request.headers), "body": await request.json()})
+        token = request.headers.get("authorization", "").split()[-1]
+        return JSONResponse({"accepted": True, "caller": token})
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/hooks/restart", self.restart, methods=["POST"]),
                 Route("/hooks/page", self.broken, methods=["POST"]),
+                Route("/hooks/stall", self.stall, methods=["POST"]),
+                Route("/hooks/echo", self.echo_token, methods=["POST"]),
             ]
         )
 
@@ -71,12 +90,16 @@ async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
     found = Receiver()
     async with on_loopback(found.app()) as url:
         found.url = url
-        yield found
+        try:
+            yield found
+        finally:
+            found.release.set()
 
 
-def actions(url: str) -> ConnectorSettings:
+def actions(url: str, *extra: ActionSpec) -> ConnectorSettings:
     return ConnectorSettings(
         actions=[
+            *extra,
             ActionSpec(
                 name="restart-pods",
                 description="Restart a service's pods in one environment.",
@@ -94,13 +117,13 @@ def actions(url: str) -> ConnectorSettings:
     )
 
 
-def client(db_url: str, receiver: Receiver, *, writes: bool = True) -> Client:
+def client(db_url: str, receiver: Receiver, *extra: ActionSpec, writes: bool = True) -> Client:
     config = ServerConfig(
         db_url=db_url,
         toolsets=("writes",),
         enable_writes=writes,
         clock=fixed_clock(),
-        connectors=actions(receiver.url),
+        connectors=actions(receiver.url, *extra),
     )
     return Client(build_server(config))
 
@@ -258,3 +281,76 @@ async def test_without_configured_actions_run_action_says_so(db_url: str) -> Non
     assert text(listed) == "No actions are configured on this server."
     assert result.is_error
     assert "No actions are configured on this server" in text(result)
+
+
+def extra_action(receiver: Receiver, path: str, **options: Any) -> ActionSpec:
+    return ActionSpec(
+        name=path.rsplit("/", 1)[-1],
+        description="An action the test configures.",
+        url=f"{receiver.url}{path}",
+        headers={"Authorization": "OPS_TOKEN"},
+        **options,
+    )
+
+
+async def test_an_action_whose_answer_times_out_is_sent_once_and_says_it_may_have_acted(
+    store: Store, db_url: str, receiver: Receiver
+) -> None:
+    stall = extra_action(receiver, "/hooks/stall", timeout_seconds=0.5)
+
+    async with client(db_url, receiver, stall) as mcp:
+        result = await mcp.call_tool("run_action", {"name": "stall", "inputs": {}})
+
+    assert result.is_error
+    assert len(receiver.received) == 1, "a request that may have arrived is not sent again"
+    message = text(result)
+    assert "no answer came within the timeout (ReadTimeout) after 1 attempt" in message
+    assert "may have reached the receiver" in message
+    assert "failed to connect" not in message
+    assert [r.outcome for r in await audit(store)] == ["failed"]
+
+
+async def test_a_receiver_echoing_only_the_token_leaks_it_nowhere(
+    store: Store, db_url: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    echo = extra_action(receiver, "/hooks/echo")
+
+    async with client(db_url, receiver, echo) as mcp:
+        result = await mcp.call_tool("run_action", {"name": "echo", "inputs": {}})
+
+    assert not result.is_error, text(result)
+    assert receiver.received[0]["headers"]["authorization"] == f"Bearer {SECRET}"
+    records = await audit(store)
+    everything = [text(result), *(json.dumps(r.result) for r in records)]
+    everything += [r.getMessage() for r in caplog.records]
+    assert all(SECRET not in item for item in everything)
+    assert '"caller":"[redacted]"' in text(result)
+
+
+async def test_two_concurrent_runs_with_one_key_send_one_request(
+    store: Store, db_url: str, receiver: Receiver
+) -> None:
+    stall = extra_action(receiver, "/hooks/stall", timeout_seconds=60)
+    arguments = {"name": "stall", "inputs": {}, "idempotency_key": "stall-0001"}
+    results: dict[str, CallToolResult] = {}
+
+    async with client(db_url, receiver, stall) as one, client(db_url, receiver, stall) as two:
+
+        async def run_first() -> None:
+            results["first"] = await one.call_tool("run_action", arguments)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_first)
+            await receiver.arrived.wait()
+            results["second"] = await two.call_tool("run_action", arguments)
+            receiver.release.set()
+        results["third"] = await two.call_tool("run_action", arguments)
+
+    assert len(receiver.received) == 1
+    assert not results["first"].is_error, text(results["first"])
+    assert results["second"].is_error
+    assert "is still in progress, so this one did nothing" in text(results["second"])
+    assert results["third"].structured_content is not None
+    assert results["third"].structured_content["replayed"] is True
+    assert sorted(r.outcome for r in await audit(store)) == ["conflict", "ok", "replayed"]

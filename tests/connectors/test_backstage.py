@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
 from resilience_mcp import models as m
 from resilience_mcp.connectors.backstage import sync_backstage, sync_backstage_files
-from resilience_mcp.connectors.http import ApiClient, RetryPolicy
+from resilience_mcp.connectors.http import MAX_PAGES, ApiClient, RetryPolicy
 from resilience_mcp.errors import UpstreamError
 from resilience_mcp.graph import build_graph
 from resilience_mcp.store import Store
@@ -78,6 +79,65 @@ async def test_the_classic_offset_listing_is_read_too(store: Store) -> None:
     assert api.paths() == [ENTITIES, ENTITIES]
     assert [r.url.params["offset"] for r in api.requests] == ["0", "5"]
     assert await service_names(store) == ["payments-api", "payments-db", "payments.api"]
+
+
+def answering(handle: Any) -> ApiClient:
+    return ApiClient(
+        "backstage",
+        "https://backstage.acme.example",
+        transport=httpx.MockTransport(handle),
+        sleep=Sleeps(),
+    )
+
+
+async def test_an_offset_listing_that_ignores_the_offset_is_refused_not_read_forever(
+    store: Store,
+) -> None:
+    entities = backstage_catalog()
+    requests: list[httpx.Request] = []
+
+    def first_page_always(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json=entities[:3])
+
+    async with answering(first_page_always) as remote:
+        with pytest.raises(UpstreamError, match=r"at offset 3 .* it ignores `offset`"):
+            await sync_backstage(store, remote, pagination="offset", page_size=3)
+
+    assert len(requests) == 2
+    assert await service_names(store) == []
+
+
+async def test_an_offset_listing_without_end_is_cut_at_the_page_limit(store: Store) -> None:
+    requests: list[httpx.Request] = []
+
+    def always_more(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        offset = int(request.url.params["offset"])
+        return httpx.Response(
+            200, json=[backstage_entity("Component", f"svc-{offset}", {"owner": "payments"})]
+        )
+
+    async with answering(always_more) as remote:
+        with pytest.raises(UpstreamError, match=rf"more than {MAX_PAGES} pages of 1; raise"):
+            await sync_backstage(store, remote, pagination="offset", page_size=1)
+
+    assert len(requests) == MAX_PAGES
+    assert await service_names(store) == []
+
+
+async def test_a_cursor_listing_that_goes_round_in_a_loop_is_refused(store: Store) -> None:
+    entities = backstage_catalog()
+
+    def same_cursor(request: httpx.Request) -> httpx.Response:
+        body = {"items": entities[:3], "pageInfo": {"nextCursor": "c2"}}
+        return httpx.Response(200, json=body)
+
+    async with answering(same_cursor) as remote:
+        with pytest.raises(UpstreamError, match="goes round in a loop"):
+            await sync_backstage(store, remote, page_size=3)
+
+    assert await service_names(store) == []
 
 
 async def test_malformed_entities_are_skipped_counted_and_logged(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -193,3 +194,143 @@ def test_the_redactor_removes_every_secret_longest_first() -> None:
     redact = Redactor(["abc", "abcdef", ""])
 
     assert redact("key abcdef and abc") == "key [redacted] and [redacted]"
+
+
+def failing_with(error: type[httpx.TransportError], api: FakeApi) -> httpx.MockTransport:
+    """A transport whose every request fails with `error`, recorded in `api.requests`."""
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        api.requests.append(request)
+        raise error("the test's failure", request=request)
+
+    return httpx.MockTransport(fail)
+
+
+def action_client(transport: httpx.AsyncBaseTransport, sleeps: Sleeps) -> ApiClient:
+    return ApiClient(
+        "action restart-pods",
+        "https://ops.acme.example",
+        transport=transport,
+        sleep=sleeps,
+        retry=RetryPolicy.for_actions(retries=2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "what"),
+    [
+        (httpx.ReadTimeout, "was sent but no answer came within the timeout (ReadTimeout)"),
+        (httpx.WriteTimeout, "timed out while being sent (WriteTimeout)"),
+        (httpx.RemoteProtocolError, "lost its connection before an answer came"),
+        (httpx.ReadError, "lost its connection before an answer came (ReadError)"),
+    ],
+)
+async def test_a_request_that_acts_is_never_sent_again_once_it_may_have_arrived(
+    error: type[httpx.TransportError], what: str
+) -> None:
+    api, sleeps = FakeApi(), Sleeps()
+
+    async with action_client(failing_with(error, api), sleeps) as remote:
+        with pytest.raises(UpstreamError) as caught:
+            await remote.request("POST", "/hooks/restart", json={"service": "payments-api"})
+
+    assert len(api.requests) == 1
+    assert sleeps.delays == []
+    assert what in str(caught.value)
+    assert "failed to connect" not in str(caught.value)
+    assert "may have reached the receiver, so it was not sent again" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "what"),
+    [
+        (httpx.ConnectError, "failed to connect (ConnectError)"),
+        (httpx.ConnectTimeout, "timed out connecting (ConnectTimeout)"),
+    ],
+)
+async def test_a_request_that_acts_is_sent_again_when_it_never_left(
+    error: type[httpx.TransportError], what: str
+) -> None:
+    api, sleeps = FakeApi(), Sleeps()
+
+    async with action_client(failing_with(error, api), sleeps) as remote:
+        with pytest.raises(UpstreamError, match=rf"{re.escape(what)} after 3 attempt"):
+            await remote.request("POST", "/hooks/restart", json={})
+
+    assert len(api.requests) == 3
+    assert len(sleeps.delays) == 2
+
+
+async def test_a_read_that_timed_out_is_tried_again() -> None:
+    api, sleeps = teams(1), Sleeps()
+    calls = 0
+
+    def slow_once(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ReadTimeout("the test's timeout", request=request)
+        return api.handle(request)
+
+    remote = ApiClient(
+        "pagerduty",
+        "https://api.pagerduty.com",
+        transport=httpx.MockTransport(slow_once),
+        sleep=sleeps,
+    )
+    async with remote:
+        body = await remote.get_json("/teams")
+
+    assert body["teams"] == [{"id": "T0", "name": "team 0"}]
+    assert calls == 2
+
+
+@pytest.mark.parametrize(("retry_after", "requests"), [(None, 1), ("3", 2)])
+async def test_a_request_that_acts_is_retried_on_429_only_when_told_when(
+    retry_after: str | None, requests: int
+) -> None:
+    api, sleeps = FakeApi(documents={"/hooks/restart": {"ok": True}}), Sleeps()
+    api.fail("/hooks/restart", failure(429, retry_after=retry_after))
+
+    async with action_client(api.transport, sleeps) as remote:
+        if requests == 1:
+            with pytest.raises(UpstreamError, match="answered 429"):
+                await remote.request("POST", "/hooks/restart", json={})
+        else:
+            await remote.request("POST", "/hooks/restart", json={})
+
+    assert len(api.requests) == requests
+    assert sleeps.delays == ([3.0] if retry_after else [])
+
+
+@pytest.mark.parametrize(
+    ("secret", "echoed"),
+    [
+        ("Bearer ops-secret-7781-Kq", "ops-secret-7781-Kq"),
+        ("Token token=pd-u+Zq7Wn3xYvB", "pd-u+Zq7Wn3xYvB"),
+        ('Digest username="ops", response="6629fae49393a053"', "6629fae49393a053"),
+    ],
+)
+def test_the_redactor_removes_each_secret_part_of_a_header_value(secret: str, echoed: str) -> None:
+    redact = Redactor([secret])
+
+    assert redact(f"the receiver saw {echoed}") == "the receiver saw [redacted]"
+    assert redact(f"sent {secret}") == "sent [redacted]"
+    assert redact("a Bearer token was sent") == "a Bearer token was sent"
+
+
+async def test_an_offset_listing_that_repeats_its_page_is_refused() -> None:
+    api = FakeApi()
+
+    def first_page_always(request: httpx.Request) -> httpx.Response:
+        api.requests.append(request)
+        return httpx.Response(200, json={"teams": [{"id": "T0"}, {"id": "T1"}], "more": True})
+
+    remote = ApiClient(
+        "pagerduty", "https://api.pagerduty.com", transport=httpx.MockTransport(first_page_always)
+    )
+    async with remote:
+        with pytest.raises(UpstreamError, match="ignores `offset`"):
+            await collect_offset_pages(remote, "/teams", "teams", limit=2)
+
+    assert len(api.requests) == 2

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mcp import Client
 from sqlmodel import select
 
 from resilience_mcp import cli
 from resilience_mcp import models as m
+from resilience_mcp.connectors.http import ApiClient
+from resilience_mcp.connectors.pagerduty import sync_pagerduty
 from resilience_mcp.connectors.sync import background_sync, load_connector_settings, run_sync
 from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.models.connectors import ConnectorSettings, SourceConfig
+from resilience_mcp.server import build_server
 from resilience_mcp.server.app import open_state
 from resilience_mcp.server.state import ServerConfig
 from resilience_mcp.store import Store
 from tests.connectors.fakes import FakeApi, failure
-from tests.connectors.payloads import NOW, backstage_catalog
-from tests.support import fixed_clock
+from tests.connectors.payloads import CATALOG as PD_CATALOG
+from tests.connectors.payloads import NOW, backstage_catalog, pagerduty_account
+from tests.support import fixed_clock, load_yaml
 
 pytestmark = pytest.mark.anyio
 
@@ -222,3 +230,69 @@ def test_the_sync_command_syncs_one_source_and_prints_its_report(
     assert "created: 1 Person, 1 Service" in out
     assert "unchanged: 2" in out
     assert "no source 'nope'; the file has: repo" in err
+
+
+def test_sync_all_syncs_every_source_and_reports_each_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAGERDUTY_TOKEN", raising=False)
+    write(tmp_path / "repo" / "catalog-info.yaml", STOREFRONT)
+    connectors = write(
+        tmp_path / "connectors.yaml",
+        "sources:\n"
+        f"  - {{name: gone, type: backstage-files, path: '{tmp_path / 'gone'}'}}\n"
+        "  - {name: pagerduty, type: pagerduty, token_env: PAGERDUTY_TOKEN}\n"
+        f"  - {{name: repo, type: backstage-files, path: '{tmp_path / 'repo'}'}}\n",
+    )
+    db = tmp_path / "catalog.db"
+
+    code = cli.main(["sync", "all", "--connectors", str(connectors), "--db", str(db)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "sync repo (provenance 'backstage'): fetched 1 files" in out
+    assert "created: 1 Person, 1 Service" in out
+    assert "error: sync gone failed, nothing changed: The folder" in err
+    assert "error: sync pagerduty failed, nothing changed: Source pagerduty reads" in err
+    assert "error: 2 of 3 sources failed" in err
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "resilience_mcp.catalog.loader.parse_documents",
+        "resilience_mcp.connectors.pagerduty.pagerduty_documents",
+    ],
+    ids=["parsing documents", "converting pagerduty"],
+)
+async def test_a_query_answers_while_a_sync_is_in_its_cpu_heavy_step(
+    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    await load_yaml(store, PD_CATALOG, source="local")
+    module, name = step.rsplit(".", 1)
+    real = getattr(importlib.import_module(module), name)
+    entered, release = threading.Event(), threading.Event()
+    released_by_test: list[bool] = []
+
+    def held(*args: Any) -> Any:
+        entered.set()
+        # On the event loop this would block the query below; the bound ends the test then.
+        released_by_test.append(release.wait(timeout=60))
+        return real(*args)
+
+    monkeypatch.setattr(step, held)
+    api = FakeApi(pagerduty_account())
+    remote = ApiClient("pagerduty", "https://api.pagerduty.com", transport=api.transport)
+    config = ServerConfig(db_url=db_url, clock=fixed_clock(NOW), background_sync=False)
+
+    async with remote, Client(build_server(config)) as mcp:
+        syncing = asyncio.create_task(sync_pagerduty(store, remote, now=NOW))
+        await asyncio.to_thread(entered.wait, 60)
+        answer = await mcp.call_tool("get_owner", {"name": "payments-api"})
+        release.set()
+        report = await syncing
+
+    assert not answer.is_error
+    assert released_by_test[:1] == [True], "the query answered while the step was held"
+    assert report.load is not None
+    assert report.load.changed

@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from sqlmodel import select
+from starlette.applications import Starlette
 
 from resilience_mcp import models as m
-from resilience_mcp.connectors.webhooks import EVENTS_PATH, GITHUB_PATH, sign
-from resilience_mcp.graph import build_graph
+from resilience_mcp.connectors.webhooks import EVENTS_PATH, GITHUB_PATH, sign, webhook_routes
+from resilience_mcp.graph import CatalogGraph, build_graph
 from resilience_mcp.metrics.dora import get_dora_metrics
-from resilience_mcp.models.connectors import ConnectorSettings, WebhookSettings
-from resilience_mcp.server.app import build_http_app
-from resilience_mcp.server.state import ServerConfig
+from resilience_mcp.models.connectors import ConnectorSettings, PushedCommit, WebhookSettings
+from resilience_mcp.server.app import build_http_app, open_state
+from resilience_mcp.server.state import AppState, ServerConfig
 from resilience_mcp.store import Store
 from tests.connectors.fakes import on_loopback
 from tests.connectors.payloads import CATALOG, NOW, github_deployment_status, github_push
@@ -269,3 +271,139 @@ async def test_a_generic_event_is_applied_once(hooks: Hooks) -> None:
     other_kind = await hooks.event({**INCIDENT, "kind": "Service"}, "evt-8")
 
     assert (first.status_code, again.status_code, other_kind.status_code) == (200, 409, 422)
+
+
+async def test_a_captured_body_replayed_under_a_new_delivery_id_is_refused(hooks: Hooks) -> None:
+    failed = github_deployment_status(REPO, 9001, C1, "failure", NOW - timedelta(hours=2))
+    await hooks.github("deployment_status", failed, "d-1")
+    fixed = github_deployment_status(REPO, 9001, C1, "success", NOW - timedelta(hours=1))
+    await hooks.github("deployment_status", fixed, "d-2")
+
+    replayed = await hooks.github("deployment_status", failed, "d-3")
+
+    assert replayed.status_code == 409
+    assert "already applied under another delivery id" in replayed.json()["error"]
+    assert (await hooks.deployments())["payments-api-deploy-9001"].status == "success"
+
+
+async def test_a_generic_event_replayed_under_a_new_delivery_id_is_refused(hooks: Hooks) -> None:
+    first = await hooks.event(INCIDENT, "evt-20")
+    replayed = await hooks.event(INCIDENT, "evt-21")
+    resigned = await hooks.event(INCIDENT, "evt-22", sent=NOW.timestamp() - 60)
+
+    assert (first.status_code, replayed.status_code) == (200, 409)
+    assert "already applied" in replayed.json()["error"]
+    assert resigned.status_code == 200, "signed anew, it is a new event"
+
+
+async def test_a_push_gets_the_same_replay_and_age_checks(hooks: Hooks) -> None:
+    push = github_push(REPO, [(C1, NOW - timedelta(hours=3))])
+    old = github_push(REPO, [(C2, NOW - timedelta(days=40))], pushed=NOW - timedelta(days=30))
+    timeless = github_push(REPO, [(C3, NOW - timedelta(hours=1))])
+    del timeless["repository"]["pushed_at"]
+    timeless["head_commit"] = None
+
+    first = await hooks.github("push", push, "p-1")
+    replayed = await hooks.github("push", push, "p-2")
+    too_old = await hooks.github("push", old, "p-3")
+    no_time = await hooks.github("push", timeless, "p-4")
+
+    assert first.status_code == 200
+    assert replayed.status_code == 409
+    assert too_old.status_code == 422
+    assert "push is outside the replay window" in too_old.json()["error"]
+    assert no_time.status_code == 422
+    async with hooks.store.session() as session:
+        shas = (await session.execute(select(PushedCommit.sha))).scalars().all()
+    assert sorted(shas) == [C1]
+
+
+async def test_a_deployment_status_from_the_future_is_refused(hooks: Hooks) -> None:
+    payload = github_deployment_status(REPO, 9001, C1, "success", NOW + timedelta(days=2))
+
+    response = await hooks.github("deployment_status", payload, "d-future")
+
+    assert response.status_code == 422
+    assert await hooks.deployments() == {}
+
+
+class GatedState:
+    """The server's state, with each call for the graph held until the test lets it go,
+    so two deliveries can be made to pass the first replay check together."""
+
+    def __init__(self, inner: AppState) -> None:
+        self.inner = inner
+        self.gates: list[anyio.Event] = []
+        self.arrivals = anyio.Event()
+
+    @property
+    def store(self) -> Store:
+        return self.inner.store
+
+    def now(self) -> datetime:
+        return self.inner.now()
+
+    async def graph(self) -> CatalogGraph:
+        gate = anyio.Event()
+        self.gates.append(gate)
+        self.arrivals.set()
+        await gate.wait()
+        return await self.inner.graph()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.gates) < count:
+            self.arrivals = anyio.Event()
+            await self.arrivals.wait()
+
+
+@pytest.mark.parametrize(
+    ("second_state", "second_delivery"),
+    [("failure", "d-race"), ("success", "d-other")],
+    ids=["same delivery id, other body", "same body, other delivery id"],
+)
+async def test_two_deliveries_arriving_together_apply_once(
+    store: Store,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    second_state: str,
+    second_delivery: str,
+) -> None:
+    monkeypatch.setenv("TEST_GITHUB_SECRET", GITHUB_SECRET)
+    await load_yaml(store, CATALOG, source="local")
+    settings = WebhookSettings(github_secret_env="TEST_GITHUB_SECRET")
+    config = ServerConfig(db_url=db_url, clock=fixed_clock(NOW), background_sync=False)
+    first = github_deployment_status(REPO, 9001, C1, "success", NOW - timedelta(hours=1))
+    second = github_deployment_status(REPO, 9001, C1, second_state, NOW - timedelta(hours=1))
+    answers: dict[str, httpx.Response] = {}
+    first_answered = anyio.Event()
+
+    async with open_state(config) as state:
+        gated = GatedState(state)
+        app = Starlette(routes=webhook_routes(gated, settings))
+        async with (
+            on_loopback(app) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+            anyio.create_task_group() as group,
+        ):
+            hooks = Hooks(http, store)
+
+            async def send(label: str, payload: Any, delivery: str) -> None:
+                answers[label] = await hooks.github("deployment_status", payload, delivery)
+                if label == "first":
+                    first_answered.set()
+
+            group.start_soon(send, "first", first, "d-race")
+            await gated.wait_for(1)
+            group.start_soon(send, "second", second, second_delivery)
+            await gated.wait_for(2)
+            # Both passed the replay check; the first applies, then the second tries.
+            gated.gates[0].set()
+            await first_answered.wait()
+            gated.gates[1].set()
+
+    assert answers["first"].status_code == 200
+    assert answers["second"].status_code == 409
+    async with store.session() as session:
+        deployment = await session.get(m.Deployment, "payments-api-deploy-9001")
+    assert deployment is not None
+    assert deployment.status == "success"

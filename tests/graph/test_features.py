@@ -64,6 +64,7 @@ def view(environment: str, state: str, enabled: bool, **fields: Any) -> dict[str
         "variant": None,
         "targeting": None,
         "inherited_from": None,
+        "source": None,
     } | fields
 
 

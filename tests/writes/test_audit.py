@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from resilience_mcp.errors import ConflictError, InvalidInputError
 from resilience_mcp.models.writes import WriteAnswer
 from resilience_mcp.store import Store
 from resilience_mcp.writes import WriteRequest, list_audit_log, scrub_arguments
-from resilience_mcp.writes.audit import Action, perform_write
+from resilience_mcp.writes.audit import CLAIM_LIFETIME, Action, perform_write
 from tests.writes.catalog import request
 
 pytestmark = pytest.mark.anyio
@@ -258,3 +259,106 @@ async def test_the_audit_log_lists_newest_first_narrowed_by_tool_actor_and_time(
     assert entry.arguments == {"text": "b"}
     assert entry.result is not None
     assert later.entries == []
+
+
+class Outside:
+    """A write that sends something outside the store, held open until released."""
+
+    def __init__(self, call: WriteRequest) -> None:
+        self.call = call
+        self.sent = 0
+        self.sending = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, session: AsyncSession, apply: bool) -> WriteAnswer:
+        if apply:
+            self.sent += 1
+            self.sending.set()
+            await self.release.wait()
+        return self.call.answer("Action", "restart", "Sent restart.")
+
+
+async def test_an_external_write_holds_its_key_so_a_concurrent_call_sends_nothing(
+    catalog: Store,
+) -> None:
+    call = request("run_action", idempotency_key="key-00000020", name="restart")
+    outside = Outside(call)
+
+    first = asyncio.create_task(perform_write(catalog, call, outside, external=True))
+    await outside.sending.wait()
+    with pytest.raises(ConflictError, match=r"key-00000020.*still in progress"):
+        await perform_write(catalog, call, outside, external=True)
+    outside.release.set()
+    done = await first
+    again = await perform_write(catalog, call, outside, external=True)
+
+    assert outside.sent == 1
+    assert again.replayed
+    assert again.audit_id == done.audit_id
+    outcomes = [r.outcome for r in await rows(catalog, m.AuditRecord)]
+    assert sorted(outcomes) == ["conflict", "ok", "replayed"]
+    assert await rows(catalog, m.WriteClaim) == []
+
+
+async def test_many_concurrent_external_calls_with_one_key_send_once(catalog: Store) -> None:
+    call = request("run_action", idempotency_key="key-00000021", name="restart")
+    outside = Outside(call)
+    outside.release.set()
+
+    answers = await asyncio.gather(
+        *(perform_write(catalog, call, outside, external=True) for _ in range(4)),
+        return_exceptions=True,
+    )
+
+    assert outside.sent == 1
+    acted = [a for a in answers if isinstance(a, WriteAnswer) and not a.replayed]
+    assert len(acted) == 1
+    others = [a for a in answers if not (isinstance(a, WriteAnswer) and not a.replayed)]
+    assert all(
+        (isinstance(a, WriteAnswer) and a.audit_id == acted[0].audit_id)
+        or (isinstance(a, ConflictError) and "still in progress" in str(a))
+        for a in others
+    )
+
+
+async def test_a_failed_external_write_frees_its_key_for_a_retry(catalog: Store) -> None:
+    call = request("run_action", idempotency_key="key-00000022", name="restart")
+    outside = Outside(call)
+    outside.release.set()
+
+    async def refused(session: AsyncSession, apply: bool) -> WriteAnswer:
+        raise InvalidInputError("The receiver refused it.")
+
+    with pytest.raises(InvalidInputError):
+        await perform_write(catalog, call, refused, external=True)
+    retried = await perform_write(catalog, call, outside, external=True)
+
+    assert outside.sent == 1
+    assert not retried.replayed
+
+
+@pytest.mark.parametrize(("age_minutes", "sent"), [(5, 0), (60, 1)])
+async def test_a_claim_left_by_a_dead_process_blocks_its_key_only_until_it_expires(
+    catalog: Store, age_minutes: int, sent: int
+) -> None:
+    call = request("run_action", idempotency_key="key-00000023", name="restart")
+    claimed = call.at - timedelta(minutes=age_minutes)
+    async with catalog.session() as session, session.begin():
+        session.add(
+            m.WriteClaim(
+                tool="run_action",
+                idempotency_key="key-00000023",
+                claimed_at=claimed,
+                expires_at=claimed + CLAIM_LIFETIME,
+            )
+        )
+    outside = Outside(call)
+    outside.release.set()
+
+    if sent:
+        await perform_write(catalog, call, outside, external=True)
+    else:
+        with pytest.raises(ConflictError, match="still in progress"):
+            await perform_write(catalog, call, outside, external=True)
+
+    assert outside.sent == sent

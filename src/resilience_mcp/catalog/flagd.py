@@ -20,6 +20,7 @@ state in this environment differs from the catalog's, the import records the cha
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -39,7 +40,14 @@ from resilience_mcp.catalog.kinds import CODECS
 from resilience_mcp.errors import LoadIssue
 from resilience_mcp.store import Store
 
-__all__ = ["FlagdFlag", "describe_targeting", "flagd_documents", "is_flagd", "read_flagd"]
+__all__ = [
+    "FlagdFlag",
+    "describe_targeting",
+    "flagd_documents",
+    "is_flagd",
+    "read_flagd",
+    "with_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +139,64 @@ def _read_flag(
         targeting=_targeting_text(raw, rule, key, default, evaluators),
         links=defaults | _links(raw.get("metadata")),
     )
+
+
+def with_state(
+    raw: Mapping[str, Any],
+    *,
+    enabled: bool,
+    rollout: float | None = None,
+    variant: str | None = None,
+) -> dict[str, Any]:
+    """A flag's flagd definition changed so that everyone in its environment gets the state
+    asked for: on or off, a variant, a partial rollout.
+
+    Its targeting is replaced, since a state per environment cannot keep rules per user:
+    off serves an off variant (or disables the flag when it has none), on serves
+    `variant` or an on variant, and a rollout below 100 % becomes a `fractional` split
+    between that variant and an off one. Raises ValueError when the flag's variants cannot
+    express the state."""
+    variants = raw.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError("it has no variants")
+    changed = {k: copy.deepcopy(v) for k, v in raw.items() if k != "targeting"}
+    changed["state"] = "ENABLED"
+    off = _pick(variants, on=False)
+    if not enabled:
+        if off is None:
+            # No variant turns it off: a disabled flag leaves the application's default.
+            changed["state"] = "DISABLED"
+        else:
+            changed["defaultVariant"] = off
+        return changed
+
+    default = raw.get("defaultVariant")
+    keep = default if isinstance(default, str) and _is_on(default, variants.get(default)) else None
+    chosen = variant or keep or _pick(variants, on=True)
+    if chosen is None or chosen not in variants:
+        raise ValueError(f"it has no variant {chosen!r}" if chosen else "no variant turns it on")
+    if not _is_on(chosen, variants[chosen]):
+        raise ValueError(f"its variant {chosen!r} turns it off")
+    changed["defaultVariant"] = chosen
+    if rollout is not None and rollout < 100:
+        if off is None:
+            raise ValueError("a partial rollout needs a variant that turns it off")
+        changed["targeting"] = {
+            "fractional": [[chosen, _weight(rollout)], [off, _weight(100 - rollout)]]
+        }
+    return changed
+
+
+def _pick(variants: Mapping[str, Any], *, on: bool) -> str | None:
+    """A variant that turns the flag on (or off): the one named so first, else the first."""
+    named = "on" if on else "off"
+    if named in variants and _is_on(named, variants[named]) is on:
+        return named
+    return next((name for name, value in variants.items() if _is_on(name, value) is on), None)
+
+
+def _weight(percent: float) -> int | float:
+    return int(percent) if float(percent).is_integer() else round(percent, 2)
 
 
 def _flag_type(variants: dict[str, Any]) -> str:
@@ -331,14 +397,37 @@ async def flagd_documents(
         return list(documents), []
     now = now or datetime.now(UTC)
     issues: list[LoadIssue] = []
-    readings = [
+    # Reading many flags is CPU work: in a thread, so queries go on meanwhile.
+    readings = await asyncio.to_thread(_read_all, documents, environment, issues)
+    keys = [flag.key for _, (_, flags) in readings for flag in flags]
+    built = await _existing_flags(store, keys)
+    made = await asyncio.to_thread(_build_all, readings, built, links, by, now, issues)
+    others = [doc for doc in documents if not is_flagd(doc.body)]
+    return others + list(made.values()), issues
+
+
+_Reading = tuple[Document, tuple[str, list[FlagdFlag]]]
+
+
+def _read_all(
+    documents: Sequence[Document], environment: str | None, issues: list[LoadIssue]
+) -> list[_Reading]:
+    return [
         (doc, read)
         for doc in documents
         if is_flagd(doc.body) and (read := _read_document(doc, environment, issues)) is not None
     ]
-    keys = [flag.key for _, (_, flags) in readings for flag in flags]
-    built = await _existing_flags(store, keys)
 
+
+def _build_all(
+    readings: list[_Reading],
+    built: dict[str, dict[str, Any]],
+    links: Mapping[str, Mapping[str, Any]] | None,
+    by: str | None,
+    now: datetime,
+    issues: list[LoadIssue],
+) -> dict[str, Document]:
+    """One FeatureFlag document per flag key, over what the catalog already holds."""
     # Files for several environments may name the same flag: it becomes one document.
     made: dict[str, Document] = {}
     seen: dict[tuple[str, str], str] = {}
@@ -353,8 +442,7 @@ async def flagd_documents(
             built[flag.key] = _flag_document(flag, env, built.get(flag.key), overrides, who, now)
             made[flag.key] = Document(doc.file, doc.index, built[flag.key])
         logger.debug("read %d flags for %s from %s", len(flags), env, doc.file)
-    others = [doc for doc in documents if not is_flagd(doc.body)]
-    return others + list(made.values()), issues
+    return made
 
 
 def _twice(doc: Document, key: str, environment: str, first: str) -> LoadIssue:

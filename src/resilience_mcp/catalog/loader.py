@@ -8,6 +8,7 @@ entities, and with `prune` remove what the source no longer declares, in one tra
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -130,15 +131,19 @@ async def load_documents(
     progress: Progress | None = None,
     issues: Sequence[LoadIssue] = (),
     prune_kinds: Collection[str] | None = None,
+    record: Sequence[SQLModel] = (),
 ) -> LoadReport:
     """Load documents already read (connectors build them in memory).
 
-    With `prune`, `prune_kinds` limits pruning to those kinds (all kinds when None)."""
+    With `prune`, `prune_kinds` limits pruning to those kinds (all kinds when None).
+    `record` are bookkeeping rows (a webhook's delivery) written first in the same
+    transaction, so they commit with the load or not at all; one that is already there
+    raises `IntegrityError` and nothing is written."""
     report = LoadReport(source=source, documents=len(documents), dry_run=dry_run)
-    entities, problems, report.skipped = parse_documents(documents)
-    problems = list(issues) + problems
     known = await _known_names(store)
-    problems += _check_names(entities, known)
+    # Parsing and checking a large set is CPU work: in a thread, so queries go on meanwhile.
+    entities, problems, report.skipped = await asyncio.to_thread(_parse_and_check, documents, known)
+    problems = list(issues) + problems
     if problems:
         raise CatalogLoadError(problems)
     if time_shift:
@@ -146,12 +151,16 @@ async def load_documents(
 
     async with store.session() as session:
         try:
+            if record and not dry_run:
+                session.add_all(record)
+                await session.flush()
             await _apply(session, entities, source, prune, report, progress, prune_kinds)
-            if dry_run or not report.changed:
+            if dry_run or not (report.changed or record):
                 # A dry run, or a reload that changes nothing, writes nothing.
                 await session.rollback()
             else:
-                await bump_version(session)
+                if report.changed:
+                    await bump_version(session)
                 await session.commit()
         except BaseException:
             await session.rollback()
@@ -166,6 +175,14 @@ async def load_documents(
             report.unchanged,
         )
     return report
+
+
+def _parse_and_check(
+    documents: Sequence[Document], known: dict[str, set[str]]
+) -> tuple[list[_Entity], list[LoadIssue], list[str]]:
+    """`parse_documents`, then every name and reference checked against `known` too."""
+    entities, problems, skipped = parse_documents(documents)
+    return entities, problems + _check_names(entities, known), skipped
 
 
 def parse_documents(

@@ -6,8 +6,10 @@ secret sits in the configuration). The request is a JSON object:
 
     {"action": "restart-pods", "inputs": {...}, "idempotency_key": "...", "requested_by": "..."}
 
-with an `Idempotency-Key` header when the agent gave a key. A 429 is retried after the
-receiver's Retry-After; a 5xx is not, since the receiver may have acted already.
+with an `Idempotency-Key` header when the agent gave a key. A request that could not
+connect is tried again, and a 429 after the receiver's Retry-After; nothing else is: a 5xx,
+a timeout waiting for the answer or a connection lost after sending may all mean the
+receiver acted already.
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ async def send_call(
         base,
         secrets=call.secrets(),
         timeout=action.timeout_seconds,
-        retry=RetryPolicy(retries=2, statuses=frozenset({429})),
+        retry=RetryPolicy.for_actions(),
         transport=transport,
         sleep=sleep,
     )

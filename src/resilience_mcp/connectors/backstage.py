@@ -12,6 +12,7 @@ A checkout holds other YAML too (workflows, Kubernetes manifests); only document
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from resilience_mcp.catalog.files import Document, find_files, read_documents
 from resilience_mcp.catalog.loader import API_VERSIONS, EXTERNAL_ID_ANNOTATION, QUIET_KINDS
 from resilience_mcp.catalog.refs import canonical_kind
 from resilience_mcp.connectors.documents import SyncReport, load_synced
-from resilience_mcp.connectors.http import ApiClient, collect_cursor_pages
+from resilience_mcp.connectors.http import MAX_PAGES, ApiClient, collect_cursor_pages
 from resilience_mcp.errors import LoadIssue, UpstreamError
 from resilience_mcp.store import Store
 
@@ -65,10 +66,15 @@ def _next_cursor(body: dict[str, Any]) -> str | None:
 
 
 async def _offset_pages(client: ApiClient, page_size: int, filters: Sequence[str]) -> list[Any]:
-    """The classic listing: a bare JSON array per page, ending with a short page."""
+    """The classic listing: a bare JSON array per page, ending with a short page.
+
+    A backend that ignores `offset` answers every request with the same full page; that
+    is refused when the second page repeats the first, and any listing is cut at
+    MAX_PAGES, so a sync never reads forever."""
     items: list[Any] = []
     offset = 0
-    while True:
+    previous: list[Any] | None = None
+    for _ in range(MAX_PAGES):
         params: dict[str, Any] = {"offset": offset, "limit": page_size}
         if filters:
             params["filter"] = list(filters)
@@ -78,10 +84,20 @@ async def _offset_pages(client: ApiClient, page_size: int, filters: Sequence[str
                 f"{client.name} answered {ENTITIES} with something other than a list of "
                 "entities; try pagination: cursor."
             )
+        if page and page == previous:
+            raise UpstreamError(
+                f"{client.name} answered {ENTITIES} at offset {offset} with the page it gave "
+                f"for offset {offset - len(page)}: it ignores `offset`. Use pagination: cursor."
+            )
         items.extend(page)
         if len(page) < page_size:
             return items
+        previous = page
         offset += len(page)
+    raise UpstreamError(
+        f"{client.name}: {ENTITIES} has more than {MAX_PAGES} pages of {page_size}; raise "
+        "page_size or narrow the listing with filters."
+    )
 
 
 def backstage_documents(
@@ -152,7 +168,9 @@ async def sync_backstage(
         client, pagination=pagination, page_size=page_size, filters=filters
     )
     report = SyncReport(source=name, label=label, fetched={"entities": len(entities)})
-    documents, report.skipped, ignored = backstage_documents(entities, f"{client.name} API")
+    documents, report.skipped, ignored = await asyncio.to_thread(
+        backstage_documents, entities, f"{client.name} API"
+    )
     if ignored:
         report.notes.append(f"{ignored} entities of kinds this catalog does not model")
     await load_synced(store, documents, report, prune=prune, dry_run=dry_run)

@@ -113,8 +113,9 @@ async def load_synced(
     prune: bool,
     prune_kinds: Collection[str] | None = None,
     dry_run: bool = False,
-) -> LoadReport:
-    """Load `documents` as one set under `report.label`, leaving out each one refused.
+) -> list[Document]:
+    """Load `documents` as one set under `report.label`, leaving out each one refused;
+    returns the documents that loaded (the load's report is `report.load`).
 
     A refused document (a bad field, a reference to nothing) is dropped with its reason
     added to `report.skipped`, and the rest is tried again; nothing is written until a set
@@ -142,7 +143,7 @@ async def load_synced(
             continue
         if prune and report.skipped:
             report.notes.append("nothing was pruned, because some records were skipped")
-        return report.load
+        return remaining
     raise AssertionError("unreachable")
 
 

@@ -6,22 +6,28 @@ converter (`catalog.flagd`), so a flag's state in the source's environment is re
 as from a file, and a state that changed is recorded in the flag's history.
 
 Nothing is pruned: a flag that leaves flagd keeps its last known state, since the catalog
-may declare it (and its states elsewhere) from other sources.
+may declare it (and its states elsewhere) from other sources. Each state read is marked
+confirmed by the source now (`SyncedFlagState`), so answers say how fresh it is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
+
+from sqlalchemy import delete
+from sqlmodel import col
 
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.flagd import flagd_documents, is_flagd
 from resilience_mcp.connectors.documents import SyncReport, load_synced
 from resilience_mcp.connectors.http import ApiClient
 from resilience_mcp.errors import UpstreamError
+from resilience_mcp.models.connectors import SyncedFlagState
 from resilience_mcp.store import Store
 
-__all__ = ["fetch_flagd", "sync_flagd"]
+__all__ = ["confirm_states", "fetch_flagd", "sync_flagd"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +68,32 @@ async def sync_flagd(
     for issue in issues:
         logger.warning("skipped a record: %s", issue)
         report.skipped.append(str(issue))
-    await load_synced(
+    loaded = await load_synced(
         store, _one_per_flag(documents, client.name), report, prune=False, dry_run=dry_run
     )
+    if not dry_run:
+        flags = [str(doc.body["metadata"]["name"]) for doc in loaded]
+        await confirm_states(store, flags, environment, label, now)
     return report
+
+
+async def confirm_states(
+    store: Store, flags: Sequence[str], environment: str, source: str, at: datetime
+) -> None:
+    """Record that `source` confirmed the state of `flags` in `environment` at `at`."""
+    if not flags:
+        return
+    table = SyncedFlagState
+    async with store.session() as session, session.begin():
+        await session.execute(
+            delete(table).where(
+                col(table.environment) == environment, col(table.flag).in_(list(flags))
+            )
+        )
+        session.add_all(
+            table(flag=flag, environment=environment, source=source, synced_at=at)
+            for flag in sorted(set(flags))
+        )
 
 
 def _one_per_flag(documents: list[Document], origin: str) -> list[Document]:

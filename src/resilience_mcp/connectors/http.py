@@ -2,14 +2,17 @@
 secrets kept out of logs and error messages.
 
 A request that gets 429 or a 5xx, or cannot connect, is tried again after a delay: the
-server's `Retry-After` when it sends one, else an exponential backoff. The sleep is a
-parameter, so tests run the retries without waiting.
+server's `Retry-After` when it sends one, else an exponential backoff. A read that timed
+out or lost its connection is tried again too; a request that acts (see
+`RetryPolicy.for_actions`) never is once it may have reached the receiver, since sending it
+twice could act twice. The sleep is a parameter, so tests run the retries without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ import httpx
 from resilience_mcp.errors import UpstreamError
 
 __all__ = [
+    "MAX_PAGES",
     "ApiClient",
     "Redactor",
     "RetryPolicy",
@@ -38,6 +42,11 @@ Sleep = Callable[[float], Awaitable[None]]
 # A paged listing longer than this is refused rather than fetched forever.
 MAX_PAGES = 1000
 
+# Failures before any of the request left this host: sending it again cannot act twice.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Methods that only read, so a request that may have arrived can be sent again.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -49,6 +58,22 @@ class RetryPolicy:
     # A server that asks for a longer pause than this is treated as down.
     max_retry_after: float = 120.0
     statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    # Whether a read that may have reached the server (it timed out waiting for the
+    # answer, or the connection dropped) is sent again. Only reads ever are.
+    resend_reads: bool = True
+    # Whether a retryable status is retried only when the server says when (Retry-After).
+    retry_after_required: bool = False
+
+    @classmethod
+    def for_actions(cls, retries: int = 2) -> RetryPolicy:
+        """For requests that act: sent again only when they cannot have arrived (no
+        connection), or on a 429 whose Retry-After says when."""
+        return cls(
+            retries=retries,
+            statuses=frozenset({429}),
+            resend_reads=False,
+            retry_after_required=True,
+        )
 
     def backoff(self, attempt: int) -> float:
         """The pause before try `attempt + 1` when the server does not say."""
@@ -56,13 +81,30 @@ class RetryPolicy:
 
 
 class Redactor:
-    """Replaces every known secret in a text with a marker."""
+    """Replaces every known secret in a text with a marker.
+
+    A secret is also removed in parts: a header value such as `Bearer TOKEN` or
+    `Token token=TOKEN` leaks as much when a receiver echoes the token alone. Parts that
+    read as words (`Bearer`, `username`) or are too short to be secret are left in place."""
 
     MARK = "[redacted]"
+    # A part shorter than this is not taken out of every text it occurs in.
+    MIN_PART = 6
+    _SEPARATORS = re.compile(r"""[\s=,;"']+""")
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        found = {s for s in secrets if s}
+        found |= {part for s in found for part in self._parts(s)}
         # Longest first, so a secret that contains another is removed whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = sorted(found, key=len, reverse=True)
+
+    @classmethod
+    def _parts(cls, secret: str) -> list[str]:
+        return [
+            part
+            for part in cls._SEPARATORS.split(secret)
+            if len(part) >= cls.MIN_PART and not _word(part)
+        ]
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
@@ -77,6 +119,11 @@ class Redactor:
             if cleaned != message:
                 record.msg, record.args = cleaned, None
         return True
+
+
+def _word(text: str) -> bool:
+    """Whether a part of a secret reads as a plain word rather than as a token."""
+    return text.isalpha() and (text.islower() or text.isupper() or text.istitle())
 
 
 class ApiClient:
@@ -140,7 +187,7 @@ class ApiClient:
             response, failure = await self._send(method, path, params, json, headers)
             if response is not None and response.is_success:
                 return response
-            if attempt >= self.retry.retries or not self._retryable(response):
+            if attempt >= self.retry.retries or not self._retryable(method, response, failure):
                 raise self._error(method, path, response, failure, attempt + 1)
             delay = self._delay(response, attempt)
             if delay is None:
@@ -183,13 +230,26 @@ class ApiClient:
             return None, exc
         return response, None
 
-    def _retryable(self, response: httpx.Response | None) -> bool:
-        return response is None or response.status_code in self.retry.statuses
+    def _retryable(
+        self, method: str, response: httpx.Response | None, failure: Exception | None
+    ) -> bool:
+        if response is not None:
+            return response.status_code in self.retry.statuses
+        return self._may_resend(method, failure)
+
+    def _may_resend(self, method: str, failure: Exception | None) -> bool:
+        """Whether a request that got no answer may go again: not if it could have acted."""
+        if isinstance(failure, _UNSENT):
+            return True
+        return self.retry.resend_reads and method.upper() in _READS
 
     def _delay(self, response: httpx.Response | None, attempt: int) -> float | None:
-        """The pause before the next try, or None when the server asks for too long a one."""
+        """The pause before the next try, or None when the server asks for too long a one
+        (or, when the policy needs it, does not say how long)."""
         asked = _retry_after(response.headers.get("retry-after")) if response else None
         if asked is None:
+            if response is not None and self.retry.retry_after_required:
+                return None
             return self.retry.backoff(attempt)
         if asked > self.retry.max_retry_after:
             return None
@@ -204,13 +264,20 @@ class ApiClient:
         tries: int,
     ) -> UpstreamError:
         what = self._what(response, failure)
-        advice = self._advice(response)
+        advice = self._advice(method, response, failure)
         message = (
             f"{self.name}: {method} {self._where(path)} {what} after {tries} attempt(s); {advice}."
         )
         return UpstreamError(self.redact(message))
 
-    def _advice(self, response: httpx.Response | None) -> str:
+    def _advice(
+        self, method: str, response: httpx.Response | None, failure: Exception | None
+    ) -> str:
+        if response is None and not self._may_resend(method, failure):
+            return (
+                "the request may have reached the receiver, so it was not sent again; check "
+                "there whether it acted before sending it again"
+            )
         if response is None or response.status_code in self.retry.statuses:
             return "try again later"
         if response.status_code in (401, 403):
@@ -227,7 +294,20 @@ class ApiClient:
     def _what(response: httpx.Response | None, failure: Exception | None) -> str:
         if response is not None:
             return f"answered {response.status_code} {response.reason_phrase}".rstrip()
-        return f"failed to connect ({failure.__class__.__name__})"
+        return f"{_failure_text(failure)} ({failure.__class__.__name__})"
+
+
+def _failure_text(failure: Exception | None) -> str:
+    """What went wrong with a request that got no answer, in words."""
+    if isinstance(failure, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(failure, _UNSENT):
+        return "failed to connect"
+    if isinstance(failure, httpx.ReadTimeout):
+        return "was sent but no answer came within the timeout"
+    if isinstance(failure, httpx.WriteTimeout):
+        return "timed out while being sent"
+    return "lost its connection before an answer came"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -261,6 +341,7 @@ async def collect_offset_pages(
     A page without `more` ends the listing when it comes back short."""
     items: list[Any] = []
     offset = 0
+    previous: list[Any] | None = None
     for _ in range(MAX_PAGES):
         body = await client.get_json(
             path, params={**(params or {}), "offset": offset, "limit": limit}
@@ -270,10 +351,16 @@ async def collect_offset_pages(
             raise UpstreamError(
                 f"{client.name} answered {path} without a list of {key}; check the url."
             )
+        if page and page == previous:
+            raise UpstreamError(
+                f"{client.name} answered {path} at offset {offset} with the page before it "
+                "again: it ignores `offset`; check the url."
+            )
         items.extend(page)
         more = body.get("more")
         if not page or more is False or (more is None and len(page) < limit):
             return items
+        previous = page
         offset += len(page)
     raise UpstreamError(f"{client.name}: {path} has more than {MAX_PAGES} pages; narrow it.")
 
@@ -294,6 +381,7 @@ async def collect_cursor_pages(
     items: list[Any] = []
     query: dict[str, Any] = dict(params or {})
     keep = {k: v for k, v in query.items() if k == "limit"}
+    seen: set[str] = set()
     for _ in range(MAX_PAGES):
         body = await client.get_json(path, params=query)
         page = body.get(items_key) if isinstance(body, dict) else None
@@ -305,5 +393,11 @@ async def collect_cursor_pages(
         cursor = next_cursor(body)
         if not cursor or not page:
             return items
+        if cursor in seen:
+            raise UpstreamError(
+                f"{client.name} answered {path} with a next cursor it gave before: the "
+                "listing goes round in a loop; check the source's settings."
+            )
+        seen.add(cursor)
         query = {**keep, cursor_param: cursor}
     raise UpstreamError(f"{client.name}: {path} has more than {MAX_PAGES} pages; narrow it.")

@@ -19,6 +19,7 @@ and stay.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -126,7 +127,8 @@ async def sync_pagerduty(
     )
     report = SyncReport(source=name, label=label, fetched=data.counts())
     graph = await build_graph(store)
-    documents = pagerduty_documents(data, graph, report)
+    # Matching and converting a large account is CPU work: keep it off the event loop.
+    documents = await asyncio.to_thread(pagerduty_documents, data, graph, report)
     await load_synced(
         store, documents, report, prune=prune, prune_kinds=PRUNED_KINDS, dry_run=dry_run
     )

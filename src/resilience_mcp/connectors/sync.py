@@ -42,6 +42,8 @@ __all__ = [
     "background_sync",
     "load_connector_settings",
     "run_sync",
+    "source_client",
+    "split_url",
     "sync_interval",
 ]
 
@@ -111,7 +113,7 @@ async def run_sync(
             dry_run=dry_run,
         )
     else:
-        async with _client(source, transport, sleep) as client:
+        async with source_client(source, transport, sleep) as client:
             report = await _sync_remote(store, client, source, now=now, dry_run=dry_run)
     _log(report, dry_run)
     return report
@@ -154,21 +156,24 @@ async def _sync_remote(
         now=now,
         name=source.name,
         label=source.label,
-        path=_split_url(source.url)[1],
+        path=split_url(source.url)[1],
         dry_run=dry_run,
     )
 
 
-def _split_url(url: str) -> tuple[str, str]:
+def split_url(url: str) -> tuple[str, str]:
     """A flagd URL names one document: its origin is the client's base, the rest its path."""
     parts = urlsplit(url)
     path = parts.path or "/"
     return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
 
 
-def _client(
-    source: SourceConfig, transport: httpx.AsyncBaseTransport | None, sleep: Sleep
+def source_client(
+    source: SourceConfig,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> ApiClient:
+    """The client that reads a remote source, with its token; the caller closes it."""
     token = _token(source)
     headers: dict[str, str] = {}
     if source.type == "pagerduty":
@@ -177,7 +182,7 @@ def _client(
         headers = {"Authorization": f"Bearer {token}"}
     base = source.url or PAGERDUTY_API
     if source.type == "flagd":
-        base = _split_url(base)[0]
+        base = split_url(base)[0]
     return ApiClient(
         source.name,
         base,

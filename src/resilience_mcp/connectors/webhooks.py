@@ -11,11 +11,16 @@ Two routes, each on only when its secret is configured:
   is the Unix time of sending and `X-Resilience-Signature-256` is `sha256=` and the hex
   HMAC-SHA256 of the timestamp, a dot, and the body.
 
-A delivery id (`X-GitHub-Delivery`, `X-Resilience-Delivery`) is accepted once; a signed
-timestamp (or, for GitHub, the time of a deployment status) outside the allowed window is
-refused, so a captured request cannot be played again. Documents load through the catalog
-loader, so an event naming an unknown service is refused whole and can be sent again once
-the catalog has it.
+Replays are refused three ways. A delivery id (`X-GitHub-Delivery`,
+`X-Resilience-Delivery`) is accepted once. Since no signature covers the delivery id, a
+signed body is accepted once too, by its digest, whatever id it comes under. And an event
+whose time is outside the window is refused: the signed timestamp for generic events, the
+time of the deployment status or of the push for GitHub, so a captured request cannot be
+kept and played later. The delivery id and digest are written in the same transaction as
+what the event changes, under a unique key, so of two identical deliveries arriving
+together one applies and the other is refused. Documents load through the catalog loader,
+so an event naming an unknown service is refused whole and can be sent again once the
+catalog has it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -77,6 +82,10 @@ _GITHUB_STATES = {
     "pending": "in_progress",
 }
 _FINAL = {"success", "failed", "rolled_back"}
+ALREADY_RECEIVED = "This delivery was already received; it is not applied twice."
+ALREADY_APPLIED = (
+    "This body was already applied under another delivery id; a replay is not applied twice."
+)
 
 
 class HookState(Protocol):
@@ -188,25 +197,48 @@ class _Hook:
             raise _Refused(400, "The delivery id header is missing or malformed.")
         return f"{self.channel}:{value}"
 
-    async def once(self, store: Store, delivery: str) -> None:
-        """Refuse a delivery already processed."""
+    def digest(self, signed: bytes) -> str:
+        """The key of a signed body: what a replay under a new delivery id repeats."""
+        return f"{self.channel}#{hashlib.sha256(signed).hexdigest()}"
+
+    async def once(self, store: Store, delivery: str, digest: str) -> None:
+        """Refuse a delivery, or a signed body, already applied."""
         async with store.session() as session:
             if await session.get(WebhookDelivery, delivery) is not None:
-                raise _Refused(409, "This delivery was already received; it is not applied twice.")
+                raise _Refused(409, ALREADY_RECEIVED)
+            if await session.get(WebhookDelivery, digest) is not None:
+                raise _Refused(409, ALREADY_APPLIED)
 
-    async def remember(self, store: Store, delivery: str, event: str, now: datetime) -> None:
-        """Record a processed delivery, and forget those past the retention window."""
-        horizon = now - timedelta(days=self.settings.retention_days)
+    def rows(self, keys: Sequence[str], event: str, now: datetime) -> list[WebhookDelivery]:
+        """The bookkeeping rows that mark a delivery applied, written with what it does."""
+        return [WebhookDelivery(id=key, event=event, received_at=now) for key in keys]
+
+    async def remember(self, store: Store, rows: Sequence[WebhookDelivery]) -> None:
+        """Record a delivery that changed nothing (an event that is ignored)."""
         try:
             async with store.session() as session, session.begin():
-                await session.execute(
-                    delete(WebhookDelivery).where(col(WebhookDelivery.received_at) < horizon)
-                )
-                session.add(WebhookDelivery(id=delivery, event=event, received_at=now))
+                session.add_all(rows)
         except IntegrityError as exc:
-            raise _Refused(
-                409, "This delivery was already received; it is not applied twice."
-            ) from exc
+            raise _Refused(409, ALREADY_RECEIVED) from exc
+
+    async def forget_old(self, store: Store, now: datetime) -> None:
+        """Forget deliveries past the retention window; their events are too old by now."""
+        horizon = now - timedelta(days=self.settings.retention_days)
+        async with store.session() as session, session.begin():
+            await session.execute(
+                delete(WebhookDelivery).where(col(WebhookDelivery.received_at) < horizon)
+            )
+
+    def check_time(self, at: datetime | None, what: str, now: datetime) -> None:
+        """Refuse an event whose own time is outside the replay window (or that has none).
+
+        The window reaches back as long as deliveries are remembered, so any replay that
+        could be accepted by its time is refused by its digest; only clock skew is allowed
+        into the future."""
+        back = timedelta(days=self.settings.retention_days)
+        ahead = timedelta(seconds=self.settings.tolerance_seconds)
+        if at is None or not now - back <= at <= now + ahead:
+            raise _Refused(422, f"The {what} is outside the replay window (or has no time).")
 
 
 class _GitHubHook(_Hook):
@@ -223,37 +255,45 @@ class _GitHubHook(_Hook):
         payload = _json(body)
         state = self.state()
         now = state.now()
-        await self.once(state.store, delivery)
+        digest = self.digest(body)
+        await self.once(state.store, delivery, digest)
+        rows = self.rows([delivery, digest], event, now)
 
         if event == "push":
-            count = await record_push(state.store, payload, now)
+            self.check_time(_push_time(payload), "push", now)
+            count = await self._push(state.store, payload, now, rows)
             answer: dict[str, Any] = {"status": "ok", "event": event, "commits": count}
         else:
-            answer = await self._deployment(state, payload, now)
-        await self.remember(state.store, delivery, event, now)
+            answer = await self._deployment(state, payload, now, rows)
+        await self.forget_old(state.store, now)
         logger.info("github %s %s: %s", event, delivery, answer.get("status"))
         return answer
 
+    async def _push(
+        self, store: Store, payload: dict[str, Any], now: datetime, rows: list[WebhookDelivery]
+    ) -> int:
+        try:
+            return await record_push(store, payload, now, record=rows)
+        except InvalidInputError as exc:
+            raise _Refused(422, str(exc)) from exc
+        except IntegrityError as exc:
+            raise _Refused(409, ALREADY_RECEIVED) from exc
+
     async def _deployment(
-        self, state: HookState, payload: dict[str, Any], now: datetime
+        self, state: HookState, payload: dict[str, Any], now: datetime, rows: list[WebhookDelivery]
     ) -> dict[str, Any]:
-        self._check_age(payload, now)
+        status = payload.get("deployment_status")
+        stamp = status.get("created_at") if isinstance(status, dict) else None
+        self.check_time(_time(stamp), "deployment status", now)
         try:
             document = await github_deployment_document(state.store, await state.graph(), payload)
         except InvalidInputError as exc:
             raise _Refused(422, str(exc)) from exc
         if document is None:
+            await self.remember(state.store, rows)
             return {"status": "ignored", "event": "deployment_status"}
-        report = await _load(state.store, document, source="github")
+        report = await _load(state.store, document, source="github", record=rows)
         return _loaded("deployment_status", document, report)
-
-    def _check_age(self, payload: dict[str, Any], now: datetime) -> None:
-        stamp = (payload.get("deployment_status") or {}).get("created_at")
-        at = _time(stamp) if isinstance(stamp, str) else None
-        if at is None or abs(now - at) > timedelta(days=self.settings.retention_days):
-            raise _Refused(
-                422, "The deployment status is older than the replay window (or has no time)."
-            )
 
 
 class _EventHook(_Hook):
@@ -270,11 +310,14 @@ class _EventHook(_Hook):
         kind = payload.get("kind")
         if kind not in ("Deployment", "Incident"):
             raise _Refused(422, "The event must be a Deployment or Incident document.")
-        await self.once(state.store, delivery)
+        # The signature covers the timestamp and the body, so both make the digest.
+        digest = self.digest(timestamp.encode() + b"." + body)
+        await self.once(state.store, delivery, digest)
 
         document = Document(f"event {delivery}", 1, {"apiVersion": API_VERSION, **payload})
-        report = await _load(state.store, document, source="webhook")
-        await self.remember(state.store, delivery, str(kind), now)
+        rows = self.rows([delivery, digest], str(kind), now)
+        report = await _load(state.store, document, source="webhook", record=rows)
+        await self.forget_old(state.store, now)
         logger.info("event %s: %s %s", delivery, kind, report.changed and "applied")
         return _loaded(str(kind), document, report)
 
@@ -289,6 +332,19 @@ class _EventHook(_Hook):
             )
 
 
+def _push_time(payload: dict[str, Any]) -> datetime | None:
+    """When a push happened: `repository.pushed_at` (a Unix time), else its head commit's."""
+    repository = payload.get("repository")
+    pushed = repository.get("pushed_at") if isinstance(repository, dict) else None
+    if isinstance(pushed, int | float) and not isinstance(pushed, bool):
+        try:
+            return datetime.fromtimestamp(pushed, tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
+    head = payload.get("head_commit")
+    return _time(head.get("timestamp")) if isinstance(head, dict) else None
+
+
 def _json(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
@@ -299,12 +355,17 @@ def _json(body: bytes) -> dict[str, Any]:
     return payload
 
 
-async def _load(store: Store, document: Document, *, source: str) -> LoadReport:
+async def _load(
+    store: Store, document: Document, *, source: str, record: Sequence[WebhookDelivery]
+) -> LoadReport:
     try:
-        return await load_documents(store, [document], source=source)
+        return await load_documents(store, [document], source=source, record=record)
     except CatalogLoadError as exc:
         problems = "; ".join(str(issue) for issue in exc.issues[:5])
         raise _Refused(422, f"The event does not fit the catalog: {problems}") from exc
+    except IntegrityError as exc:
+        # An identical delivery committed first, while this one was being applied.
+        raise _Refused(409, ALREADY_RECEIVED) from exc
 
 
 def _loaded(event: str, document: Document, report: LoadReport) -> dict[str, Any]:
@@ -315,8 +376,12 @@ def _loaded(event: str, document: Document, report: LoadReport) -> dict[str, Any
 # GitHub events as catalog data
 
 
-async def record_push(store: Store, payload: dict[str, Any], now: datetime) -> int:
-    """Keep the time of each commit a push brings; returns how many were new."""
+async def record_push(
+    store: Store, payload: dict[str, Any], now: datetime, *, record: Sequence[Any] = ()
+) -> int:
+    """Keep the time of each commit a push brings; returns how many were new.
+
+    `record` are bookkeeping rows written first in the same transaction (the delivery)."""
     repository = _repository(payload)
     commits = [c for c in payload.get("commits") or [] if isinstance(c, dict)]
     rows = [
@@ -333,6 +398,8 @@ async def record_push(store: Store, payload: dict[str, Any], now: datetime) -> i
     added = 0
     # The pushed commits are not catalog data: no version bump, so no graph rebuild.
     async with store.session() as session, session.begin():
+        session.add_all(record)
+        await session.flush()
         for row in rows:
             if await session.get(PushedCommit, (row.repository, row.sha)) is None:
                 session.add(row)

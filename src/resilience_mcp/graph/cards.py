@@ -12,6 +12,7 @@ from resilience_mcp.errors import NotFoundError
 from resilience_mcp.graph.catalog import LOOKUP_KINDS, CatalogGraph
 from resilience_mcp.graph.names import Resolved
 from resilience_mcp.graph.owners import find_on_call, find_owner
+from resilience_mcp.graph.provenance import fact_source_at
 from resilience_mcp.models.catalog import (
     DependencyEdge,
     DeploymentBrief,
@@ -28,7 +29,6 @@ from resilience_mcp.models.common import (
     OwnerSummary,
     PageInfo,
     PersonSummary,
-    is_synced_source,
 )
 from resilience_mcp.models.kinds import canonical_kind
 from resilience_mcp.store import Store
@@ -83,11 +83,7 @@ def fact_source(entity: m.Entity | None, at: datetime, stale_after: timedelta) -
     """Where an entity's facts came from, and whether a synced one has gone stale."""
     if entity is None:
         return None
-    age = max((at - entity.synced_at).total_seconds(), 0.0)
-    stale = is_synced_source(entity.source) and age > stale_after.total_seconds()
-    return FactSource(
-        source=entity.source, synced_at=entity.synced_at, age_seconds=age, stale=stale
-    )
+    return fact_source_at(entity.source, entity.synced_at, at, stale_after)
 
 
 def _add_sources(

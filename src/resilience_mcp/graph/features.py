@@ -24,6 +24,7 @@ from resilience_mcp.graph.cards import OPEN_STATUSES, flag_state_text, owner_sum
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.names import Resolved, normalise_name
 from resilience_mcp.graph.owners import find_owner
+from resilience_mcp.graph.provenance import STALE_AFTER, add_state_sources
 from resilience_mcp.models.catalog import IncidentBrief
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.flags import (
@@ -285,8 +286,10 @@ async def list_feature_flags(
     limit: int = 10,
     offset: int = 0,
     recent: timedelta = RECENT,
+    stale_after: timedelta = STALE_AFTER,
 ) -> FlagListAnswer:
-    """The flags touching a service or feature, with their state, kill switches first."""
+    """The flags touching a service or feature, with their state, kill switches first;
+    a state a flag system keeps says where and when it was synced."""
     notes: list[str] = []
     wanted_purpose, wanted_state = _purpose(purpose), _state(state)
     names = set(graph.flags)
@@ -316,6 +319,7 @@ async def list_feature_flags(
         _summary(graph, flag, _flag_states(graph, flag.name, where), recent_changes)
         for flag in chosen[offset : offset + limit]
     ]
+    await add_state_sources(store, shown, now, stale_after)
     return FlagListAnswer(
         service=service_name,
         feature=feature_name,

@@ -21,6 +21,7 @@ from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.owners import find_owner
+from resilience_mcp.graph.provenance import STALE_AFTER, fact_source_at
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.incidents import (
     IncidentList,
@@ -183,8 +184,10 @@ async def get_incident(
     timeline_limit: int = 50,
     task_limit: int = 20,
     customer_limit: int = 25,
+    stale_after: timedelta = STALE_AFTER,
 ) -> IncidentRecord:
-    """One incident in full: times, what it touched, timeline, postmortem and tasks."""
+    """One incident in full: times, what it touched, timeline, postmortem and tasks, and
+    where the record came from (a synced one older than `stale_after` is stale)."""
     async with store.session() as session:
         incident = await resolve_incident(session, key)
         links = await _links(session, incident.name)
@@ -223,6 +226,8 @@ async def get_incident(
         postmortem=postmortem,
         tasks=[task_brief(t, now) for t in tasks[:task_limit]],
         tasks_page=PageInfo.of(len(tasks), min(task_limit, len(tasks))),
+        source=fact_source_at(incident.source, incident.synced_at, now, stale_after),
+        external_id=incident.external_id,
     )
 
 

@@ -99,13 +99,15 @@ class FactSource(BaseModel):
         default=False, description="True when a synced fact is older than the server allows."
     )
 
-    def note(self, fact: str) -> str:
-        """`owner from PagerDuty, synced 4 minutes ago`, or empty for hand-written facts."""
+    def note(self, fact: str, external_id: str | None = None) -> str:
+        """`owner from PagerDuty, synced 4 minutes ago`, or empty for hand-written facts;
+        with `external_id`, `record from PagerDuty (Q1ABC), synced ...`."""
         if not is_synced_source(self.source):
             return ""
         name = _SOURCE_NAMES.get(self.source, self.source)
+        ident = f" ({external_id})" if external_id else ""
         stale = " (stale)" if self.stale else ""
-        return f"{fact} from {name}, synced {_ago(self.age_seconds)}{stale}"
+        return f"{fact} from {name}{ident}, synced {_ago(self.age_seconds)}{stale}"
 
 
 def _ago(seconds: float) -> str:

@@ -1,5 +1,5 @@
-"""Connectors: how sync sources, webhooks and outbound actions are configured, the two
-bookkeeping tables webhooks write, and the answers of the action tools.
+"""Connectors: how sync sources, webhooks and outbound actions are configured, the
+bookkeeping tables webhooks and flag syncs write, and the answers of the action tools.
 
 The settings are read from one YAML file (see `resilience-mcp sync --help`); every secret
 in it is the *name* of an environment variable, never the secret itself.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Field as Column
@@ -23,9 +24,11 @@ __all__ = [
     "ActionList",
     "ActionSpec",
     "ConnectorSettings",
+    "PushTarget",
     "PushedCommit",
     "SourceConfig",
     "SourceType",
+    "SyncedFlagState",
     "WebhookDelivery",
     "WebhookSettings",
 ]
@@ -38,6 +41,34 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _check_header_names(owner: str, headers: dict[str, str]) -> None:
+    for header, env in headers.items():
+        if not re.fullmatch(_ENV_NAME, env):
+            raise ValueError(
+                f"{owner}: header {header} must name an environment variable, not hold a value"
+            )
+
+
+class PushTarget(_Settings):
+    """Where a flagd source's flag changes go, so that set_feature_flag takes effect."""
+
+    url: str = Field(description="The endpoint that takes the environment's flag definitions.")
+    method: Literal["PUT", "POST", "PATCH"] = "PUT"
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header name -> the environment variable holding its value.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _valid(self) -> PushTarget:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("push.url must be http(s) with a host")
+        _check_header_names("push", self.headers)
+        return self
 
 
 class SourceConfig(_Settings):
@@ -73,6 +104,10 @@ class SourceConfig(_Settings):
     environment: str | None = Field(
         default=None, description="The catalog environment whose flag states flagd holds."
     )
+    push: PushTarget | None = Field(
+        default=None,
+        description="flagd: where set_feature_flag sends the environment's flag definitions.",
+    )
 
     @property
     def label(self) -> str:
@@ -89,6 +124,8 @@ class SourceConfig(_Settings):
             raise ValueError(f"source {self.name} ({self.type}) needs a url")
         if self.type == "flagd" and not self.environment:
             raise ValueError(f"source {self.name} (flagd) needs the environment its flags are for")
+        if self.push is not None and self.type != "flagd":
+            raise ValueError(f"source {self.name}: only flagd sources take push")
         return self
 
 
@@ -125,12 +162,7 @@ class ActionSpec(_Settings):
 
     @model_validator(mode="after")
     def _header_names(self) -> ActionSpec:
-        for header, env in self.headers.items():
-            if not re.fullmatch(_ENV_NAME, env):
-                raise ValueError(
-                    f"action {self.name}: header {header} must name an environment variable, "
-                    f"not hold a value"
-                )
+        _check_header_names(f"action {self.name}", self.headers)
         return self
 
 
@@ -140,6 +172,12 @@ class ConnectorSettings(_Settings):
     sources: list[SourceConfig] = Field(default_factory=list)
     webhooks: WebhookSettings | None = None
     actions: list[ActionSpec] = Field(default_factory=list)
+    stale_after_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="How old a synced fact may be before answers mark it stale (default "
+        "168); --stale-after-hours and $RESILIENCE_MCP_STALE_AFTER_HOURS take precedence.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ConnectorSettings:
@@ -154,6 +192,16 @@ class ConnectorSettings(_Settings):
 
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    @model_validator(mode="after")
+    def _one_push_per_environment(self) -> ConnectorSettings:
+        pushed = [s.environment for s in self.sources if s.push is not None]
+        twice = sorted({str(e) for e in pushed if pushed.count(e) > 1})
+        if twice:
+            raise ValueError(
+                f"only one flagd source may push to an environment: {', '.join(twice)}"
+            )
+        return self
 
 
 # Bookkeeping tables
@@ -179,6 +227,21 @@ class PushedCommit(SQLModel, table=True):
     ref: str | None = None
     time: datetime = Column(sa_type=UTCDateTime, index=True)
     pushed_at: datetime = Column(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SyncedFlagState(SQLModel, table=True):
+    """When a flag system last confirmed a flag's state in one environment.
+
+    A flag's document carries its states in every environment, so the flag's own
+    provenance cannot say which of them a flagd source keeps current; this row does, for
+    the state in the source's environment, each time a sync reads it or a change is pushed."""
+
+    __tablename__ = "synced_flag_state"
+
+    flag: str = Column(primary_key=True)
+    environment: str = Column(primary_key=True)
+    source: str
+    synced_at: datetime = Column(sa_type=UTCDateTime)
 
 
 # Answers

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import Answer, OwnerSummary, PageInfo
+from resilience_mcp.models.common import Answer, FactSource, OwnerSummary, PageInfo
 
 __all__ = [
     "ChangeEntry",
@@ -44,6 +44,11 @@ class FlagStateView(BaseModel):
         description="The environment this state was read from, when the one asked about has "
         "no state of its own (a tenant cell follows its parent).",
     )
+    source: FactSource | None = Field(
+        default=None,
+        description="Where this state came from when a flag system (flagd) keeps it current: "
+        "the source, when it last confirmed the state, and whether that is stale.",
+    )
 
     def line(self) -> str:
         where = self.environment + (f" (tenant {self.tenant})" if self.tenant else "")
@@ -52,6 +57,8 @@ class FlagStateView(BaseModel):
             text += f" (from {self.inherited_from})"
         if self.targeting:
             text += f" [{self.targeting}]"
+        if self.source is not None and (note := self.source.note("state")):
+            text += f" ({note})"
         return text
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from resilience_mcp.models.common import Answer, PageInfo
+from resilience_mcp.models.common import Answer, FactSource, PageInfo
 
 __all__ = [
     "IncidentList",
@@ -132,9 +132,19 @@ class IncidentRecord(Answer):
     postmortem: PostmortemDetail | None = None
     tasks: list[TaskBrief] = Field(default_factory=list)
     tasks_page: PageInfo
+    source: FactSource | None = Field(
+        default=None,
+        description="Where the record came from (pagerduty, webhook, a file) and when that "
+        "source last confirmed it; stale when a synced record is older than allowed.",
+    )
+    external_id: str | None = Field(
+        default=None, description="Its id in the system it was synced from (PagerDuty's)."
+    )
 
     def text(self) -> str:
         lines = [f"{self.key} {self.severity} {self.status}: {self.title or ''}".rstrip(": ")]
+        if self.source is not None and (note := self.source.note("record", self.external_id)):
+            lines.append(note)
         times = f"started {self.started_at:%Y-%m-%d %H:%M}Z"
         if self.minutes_to_detect is not None:
             times += f", detected after {self.minutes_to_detect:g} min"

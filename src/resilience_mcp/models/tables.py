@@ -54,6 +54,7 @@ __all__ = [
     "TeamMember",
     "TimelineEntry",
     "UTCDateTime",
+    "WriteClaim",
     "utcnow",
 ]
 
@@ -477,6 +478,21 @@ class AuditRecord(SQLModel, table=True):
     dry_run: bool = False
     idempotency_key: str | None = Field(default=None, index=True)
     outcome: str = "ok"
+
+
+class WriteClaim(SQLModel, table=True):
+    """An idempotency key held by a write that acts outside the store, while it runs.
+
+    A request sent to another system cannot be rolled back, so the key is claimed before
+    sending and released once the audit record is written: of two concurrent calls with
+    one key, only one sends. A claim left by a process that died expires."""
+
+    __tablename__ = "write_claim"
+
+    tool: str = Field(primary_key=True)
+    idempotency_key: str = Field(primary_key=True)
+    claimed_at: datetime = _time(default_now=True)
+    expires_at: datetime = _time()
 
 
 # The entity tables by catalog kind, in the order a load writes them.

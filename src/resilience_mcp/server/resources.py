@@ -107,7 +107,11 @@ def register_resources(server: MCPServer[Any]) -> None:
     @resource_errors
     async def incident_resource(key: str, ctx: Context[Any]) -> str:
         state = app_state(ctx)
-        return incident_markdown(await get_incident(state.store, key, state.now()))
+        return incident_markdown(
+            await get_incident(
+                state.store, key, state.now(), stale_after=state.config.stale_after()
+            )
+        )
 
     @server.resource(
         TEMPLATES[3],
@@ -121,7 +125,9 @@ def register_resources(server: MCPServer[Any]) -> None:
     @resource_errors
     async def postmortem_resource(key: str, ctx: Context[Any]) -> str:
         state = app_state(ctx)
-        record = await get_incident(state.store, key, state.now())
+        record = await get_incident(
+            state.store, key, state.now(), stale_after=state.config.stale_after()
+        )
         if record.postmortem is None:
             raise ResourceNotFoundError(
                 f"{record.key} has no postmortem yet; read incident://{record.key} for its "

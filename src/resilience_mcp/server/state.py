@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from resilience_mcp.connectors.sync import SyncMonitor
 from resilience_mcp.graph.catalog import CatalogGraph, GraphCache
+from resilience_mcp.graph.provenance import STALE_AFTER
 from resilience_mcp.models.connectors import ConnectorSettings
 from resilience_mcp.store import Store
 
@@ -27,12 +28,21 @@ class ServerConfig:
     toolsets: tuple[str, ...] = ("default",)
     enable_writes: bool = False
     load_paths: tuple[str, ...] = ()
-    stale_after_hours: float = 24.0 * 7
+    # How old a synced fact may be before answers mark it stale; None takes the
+    # connectors file's `stale_after_hours`, else a week (`graph.provenance.STALE_AFTER`).
+    stale_after_hours: float | None = None
     clock: Callable[[], datetime] = _now
     # Sync sources, webhooks and outbound actions (the connectors file), when configured.
     connectors: ConnectorSettings | None = None
     # Whether sources with an interval are synced in the background while serving.
     background_sync: bool = True
+
+    def stale_after(self) -> timedelta:
+        """The age past which a synced fact is marked stale in answers."""
+        hours = self.stale_after_hours
+        if hours is None and self.connectors is not None:
+            hours = self.connectors.stale_after_hours
+        return STALE_AFTER if hours is None else timedelta(hours=hours)
 
 
 @dataclass

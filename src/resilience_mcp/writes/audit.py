@@ -14,6 +14,12 @@ the session it is given. `perform_write` runs it:
 Two concurrent calls with one key race to insert their audit record; a partial unique
 index on (tool, idempotency_key) lets only the first commit, and the loser answers with
 the winner's result.
+
+That is enough when the whole write happens in the store, since the loser's changes roll
+back with it. A write that reaches outside (a request to another system) cannot be rolled
+back, so with `external` the key is claimed before the action runs (a `WriteClaim` row):
+a concurrent call with the same key finds the claim and answers with the first call's
+result when it is there, else that the first call is still in progress; it sends nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
@@ -37,7 +44,7 @@ from resilience_mcp.errors import (
     PermissionDeniedError,
     ResilienceError,
 )
-from resilience_mcp.models import AuditRecord
+from resilience_mcp.models import AuditRecord, WriteClaim
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.writes import AuditEntry, AuditLogAnswer, WriteAnswer
 from resilience_mcp.store import Store
@@ -55,6 +62,9 @@ logger = logging.getLogger(__name__)
 
 # A write that loses a race for a new name (two new incidents numbered alike) plans again.
 ATTEMPTS = 3
+# A claim older than this was left by a process that died: the longest external write
+# (a few tries with timeouts and Retry-After pauses) ends well within it.
+CLAIM_LIFETIME = timedelta(minutes=15)
 
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(
@@ -124,8 +134,13 @@ def _scrub_value(value: Any) -> Any:
     return value
 
 
-async def perform_write(store: Store, request: WriteRequest, action: Action) -> WriteAnswer:
-    """Run `action` for `request` as described in the module; raises what it refused with."""
+async def perform_write(
+    store: Store, request: WriteRequest, action: Action, *, external: bool = False
+) -> WriteAnswer:
+    """Run `action` for `request` as described in the module; raises what it refused with.
+
+    `external`: the action reaches outside the store, so its idempotency key is claimed
+    before it runs."""
     try:
         for attempt in range(1, ATTEMPTS + 1):
             if (earlier := await _earlier_result(store, request)) is not None:
@@ -133,6 +148,8 @@ async def perform_write(store: Store, request: WriteRequest, action: Action) -> 
             try:
                 if request.dry_run:
                     return await _preview(store, request, action)
+                if external and request.idempotency_key is not None:
+                    return await _apply_claimed(store, request, action)
                 return await _apply(store, request, action)
             except IntegrityError:
                 # Another call committed first: the same key (answered above on the next
@@ -192,6 +209,76 @@ async def _apply(store: Store, request: WriteRequest, action: Action) -> WriteAn
         await session.flush()
     logger.info("%s by %s: %s", request.tool, request.actor, done.headline)
     return done.model_copy(update={"audit_id": row.id})
+
+
+async def _apply_claimed(store: Store, request: WriteRequest, action: Action) -> WriteAnswer:
+    """`_apply` while holding the call's idempotency key, so no other call acts with it."""
+    if not await _claim(store, request):
+        # Another call holds the key: it has finished since the first look, or it runs.
+        if (earlier := await _earlier_result(store, request)) is not None:
+            return earlier
+        raise ConflictError(
+            f"A {request.tool} call with the idempotency key {request.idempotency_key!r} is "
+            "still in progress, so this one did nothing. Call again with the same key and "
+            "arguments in a moment to get its result."
+        )
+    try:
+        # The holder before us may have finished between the first look and the claim.
+        if (earlier := await _earlier_result(store, request)) is not None:
+            return earlier
+        return await _apply(store, request, action)
+    finally:
+        await _release(store, request)
+
+
+async def _claim(store: Store, request: WriteRequest) -> bool:
+    """Take the call's key; False when another call holds it (and its claim is live)."""
+    assert request.idempotency_key is not None
+    for _ in range(2):
+        try:
+            async with store.session() as session, session.begin():
+                session.add(
+                    WriteClaim(
+                        tool=request.tool,
+                        idempotency_key=request.idempotency_key,
+                        claimed_at=request.at,
+                        expires_at=request.at + CLAIM_LIFETIME,
+                    )
+                )
+            return True
+        except IntegrityError:
+            if not await _drop_expired_claim(store, request):
+                return False
+    return False
+
+
+async def _drop_expired_claim(store: Store, request: WriteRequest) -> bool:
+    async with store.session() as session, session.begin():
+        result = await session.execute(
+            delete(WriteClaim).where(
+                col(WriteClaim.tool) == request.tool,
+                col(WriteClaim.idempotency_key) == request.idempotency_key,
+                col(WriteClaim.expires_at) < request.at,
+            )
+        )
+    dropped = cast(CursorResult[Any], result).rowcount > 0
+    if dropped:
+        logger.warning("%s: took over an expired claim on a key", request.tool)
+    return dropped
+
+
+async def _release(store: Store, request: WriteRequest) -> None:
+    try:
+        async with store.session() as session, session.begin():
+            await session.execute(
+                delete(WriteClaim).where(
+                    col(WriteClaim.tool) == request.tool,
+                    col(WriteClaim.idempotency_key) == request.idempotency_key,
+                )
+            )
+    except Exception:
+        # The write's own outcome reaches the caller; the claim expires on its own.
+        logger.exception("could not release the claim of a %s call", request.tool)
 
 
 def _outcome(error: BaseException) -> str:

@@ -3,27 +3,36 @@
 Each change updates the flag's state there (who set it and when) and appends a history row
 (who, when, from, to, why) that the change timeline shows next to deployments. Both rows
 carry the flag's owner_ref, `FeatureFlag:<name>`, as a catalog load writes them.
+
+When a flag system serves the environment (a `FlagPublisher`, such as a flagd source that
+says where changes go), the change only counts once that system has it: a kill switch
+the catalog shows as engaged must be engaged. So the change is planned against what the
+system serves now, written to the catalog in the open transaction, then sent; only when the
+system takes it does the transaction commit. A refused or failed push leaves the catalog
+as it was, and the error says so. The catalog records the state as the system will report
+it, so the next sync finds nothing to change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from resilience_mcp import models as m
-from resilience_mcp.errors import ConflictError, InvalidInputError
+from resilience_mcp.errors import ConflictError, InvalidInputError, UpstreamError
 from resilience_mcp.graph.cards import flag_state_text
 from resilience_mcp.graph.catalog import CatalogGraph
+from resilience_mcp.models.connectors import SyncedFlagState
 from resilience_mcp.models.writes import FieldChange, WriteAnswer
 from resilience_mcp.store import Store
 from resilience_mcp.writes.audit import WriteRequest, perform_write
 from resilience_mcp.writes.lookup import Corrections, resolve_name
 
-__all__ = ["FlagSetting", "flag_ref", "set_feature_flag"]
+__all__ = ["FlagPublisher", "FlagPush", "FlagSetting", "flag_ref", "set_feature_flag"]
 
 REREAD = "list_feature_flags or get_flag_history"
 
@@ -61,17 +70,73 @@ class _State:
         return flag_state_text(row)
 
 
+@dataclass(frozen=True)
+class FlagPush:
+    """A change planned for the flag system that serves an environment, ready to send."""
+
+    target: str  # the source that sends it, e.g. flagd-prod
+    label: str  # the provenance label of what it confirms
+    method: str
+    url: str
+    request: str  # the request as shown: method, where, header names, body
+    before: str  # the flag's definition there now, as JSON
+    after: str  # the definition it sends
+    # The state the flag system reports once it has the change.
+    enabled: bool
+    rollout: float | None
+    variant: str | None
+    targeting: str | None
+    # The flag's default variant there, which the catalog keeps as a sync would.
+    default_variant: str | None
+    body: dict[str, Any] = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
+
+
+class FlagPublisher(Protocol):
+    """Sends flag changes to the flag systems that serve some environments."""
+
+    def covers(self, environment: str) -> bool:
+        """Whether changes in `environment` go to a flag system."""
+        ...
+
+    async def plan(
+        self,
+        key: str,
+        environment: str,
+        *,
+        enabled: bool,
+        rollout: float | None,
+        variant: str | None,
+    ) -> FlagPush:
+        """The push that gives the flag `key` this state; raises `InvalidInputError` when
+        the flag system cannot express it, `UpstreamError` when it cannot be read."""
+        ...
+
+    async def send(self, push: FlagPush) -> str:
+        """Send it; returns the answer (`200 OK`), raises `UpstreamError` when refused."""
+        ...
+
+
 def flag_ref(flag: str) -> str:
     """The owner_ref of a flag's states and history, as a catalog load writes it."""
     return f"FeatureFlag:{flag}"
 
 
 async def set_feature_flag(
-    store: Store, graph: CatalogGraph, request: WriteRequest, setting: FlagSetting
+    store: Store,
+    graph: CatalogGraph,
+    request: WriteRequest,
+    setting: FlagSetting,
+    publisher: FlagPublisher | None = None,
 ) -> WriteAnswer:
-    """Turn a flag on or off, or change its rollout or variant, in one environment."""
+    """Turn a flag on or off, or change its rollout or variant, in one environment; when
+    `publisher` covers the environment, the flag system there gets the change first."""
     return await perform_write(
-        store, request, lambda session, apply: _set(session, graph, request, setting, apply)
+        store,
+        request,
+        lambda session, apply: _set(session, graph, request, setting, apply, publisher),
+        # A push cannot be rolled back: the idempotency key is taken before it is sent.
+        external=publisher is not None,
     )
 
 
@@ -81,6 +146,7 @@ async def _set(
     request: WriteRequest,
     setting: FlagSetting,
     apply: bool,
+    publisher: FlagPublisher | None = None,
 ) -> WriteAnswer:
     if setting.asks_nothing():
         raise InvalidInputError("Nothing to set: give enabled, rollout or variant.")
@@ -88,8 +154,13 @@ async def _set(
     flag = graph.flags[_flag_name(graph, setting.flag, corrected)]
     environment = resolve_name(graph, setting.environment, "Environment", corrected)
     _check_variant(flag, setting.variant)
+    if publisher is not None and not publisher.covers(environment):
+        publisher = None
     if apply:
         await _lock_flag(session, flag.name)
+        if publisher is not None:
+            # The push sends the environment's whole flag set: one at a time per environment.
+            await _lock_environment(session, environment)
     row = await _own_state(session, flag.name, environment)
     before = await _state_before(session, graph, flag.name, environment, row)
     after = _State(
@@ -98,23 +169,104 @@ async def _set(
         variant=before.variant if setting.variant is None else setting.variant,
     )
 
-    changes = []
+    changes: list[FieldChange] = []
+    push = None
     if after != before:
-        changes.append(FieldChange(field="state", before=before.text(), after=after.text()))
-        changes.append(FieldChange(field="reason", after=setting.reason))
+        if publisher is not None:
+            push = await publisher.plan(
+                flag.key,
+                environment,
+                enabled=after.enabled,
+                rollout=after.rollout,
+                variant=after.variant,
+            )
+            # What the flag system will report, which is what the catalog records.
+            after = _State(enabled=push.enabled, rollout=push.rollout, variant=push.variant)
+        changes = _changes(before, after, setting.reason, push)
         if apply:
-            await _write_state(session, request, flag.name, environment, row, after)
+            extra = {"targeting": push.targeting} if push is not None else {}
+            await _write_state(session, request, flag.name, environment, row, after, extra)
             session.add(_history(request, flag.name, environment, before, after, setting.reason))
+        if apply and publisher is not None and push is not None:
+            # Everything the catalog writes is checked before the flag system is told.
+            await session.flush()
+            answered = await _send(publisher, push, flag.name, environment, before)
+            await _confirm(session, flag.name, push, environment, request)
+            changes.append(FieldChange(field=f"{push.target} answer", after=answered))
 
-    headline = f"{flag.name} in {environment} is already {after.text()}; nothing to change."
-    if changes:
-        verb = "Would set" if request.dry_run else "Set"
-        headline = f"{verb} {flag.name} in {environment}: {before.text()} -> {after.text()}"
-        if flag.purpose == "kill-switch":
-            engaged = "engaged, the path it guards is off" if after.enabled else "released"
-            headline += f" (kill switch {engaged})"
-        headline += "."
+    headline = _headline(request, flag, environment, before, after, push, changed=bool(changes))
     return request.answer("FeatureFlag", flag.name, headline, changes=changes, corrected=corrected)
+
+
+def _changes(
+    before: _State, after: _State, reason: str, push: FlagPush | None
+) -> list[FieldChange]:
+    changes = [
+        FieldChange(field="state", before=before.text(), after=after.text()),
+        FieldChange(field="reason", after=reason),
+    ]
+    if push is not None:
+        changes += [
+            FieldChange(field=f"{push.target} definition", before=push.before, after=push.after),
+            FieldChange(field=f"{push.target} request", after=push.request),
+        ]
+    return changes
+
+
+def _headline(
+    request: WriteRequest,
+    flag: m.FeatureFlag,
+    environment: str,
+    before: _State,
+    after: _State,
+    push: FlagPush | None,
+    *,
+    changed: bool,
+) -> str:
+    if not changed:
+        return f"{flag.name} in {environment} is already {after.text()}; nothing to change."
+    verb = "Would set" if request.dry_run else "Set"
+    headline = f"{verb} {flag.name} in {environment}: {before.text()} -> {after.text()}"
+    if flag.purpose == "kill-switch":
+        engaged = "engaged, the path it guards is off" if after.enabled else "released"
+        headline += f" (kill switch {engaged})"
+    headline += "."
+    if push is not None:
+        where = push.target
+        headline += f" Would send it to {where} first." if request.dry_run else f" {where} has it."
+    return headline
+
+
+async def _send(
+    publisher: FlagPublisher, push: FlagPush, flag: str, environment: str, before: _State
+) -> str:
+    try:
+        return await publisher.send(push)
+    except UpstreamError as exc:
+        raise UpstreamError(
+            f"{push.target} did not take the change to {flag} in {environment}, so the catalog "
+            f"was not changed either: it still says {before.text()}. {exc}"
+        ) from exc
+
+
+async def _confirm(
+    session: AsyncSession, flag: str, push: FlagPush, environment: str, request: WriteRequest
+) -> None:
+    """The flag system has the change now: keep what a sync would read from it."""
+    await session.execute(
+        update(m.FeatureFlag)
+        .where(col(m.FeatureFlag.name) == flag)
+        .values(default_variant=push.default_variant)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(SyncedFlagState).where(
+            col(SyncedFlagState.flag) == flag, col(SyncedFlagState.environment) == environment
+        )
+    )
+    session.add(
+        SyncedFlagState(flag=flag, environment=environment, source=push.label, synced_at=request.at)
+    )
 
 
 def _flag_name(graph: CatalogGraph, text: str, corrected: Corrections) -> str:
@@ -143,6 +295,16 @@ async def _lock_flag(session: AsyncSession, flag: str) -> None:
         update(m.FeatureFlag)
         .where(col(m.FeatureFlag.name) == flag)
         .values(name=col(m.FeatureFlag.name))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _lock_environment(session: AsyncSession, environment: str) -> None:
+    """Hold the environment's row until commit, as `_lock_flag` holds the flag's."""
+    await session.execute(
+        update(m.Environment)
+        .where(col(m.Environment.name) == environment)
+        .values(name=col(m.Environment.name))
         .execution_options(synchronize_session=False)
     )
 
@@ -180,6 +342,7 @@ async def _write_state(
     environment: str,
     row: m.FlagState | None,
     after: _State,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     values: dict[str, Any] = {
         "enabled": after.enabled,
@@ -187,6 +350,7 @@ async def _write_state(
         "variant": after.variant,
         "updated_at": request.at,
         "updated_by": request.actor,
+        **(extra or {}),
     }
     if row is None:
         session.add(

@@ -103,7 +103,7 @@ def _register_run_action(server: MCPServer[Any]) -> None:
         async def act(_session: AsyncSession, apply: bool) -> WriteAnswer:
             return await _run(request, action, inputs or {}, apply)
 
-        return answer(await perform_write(state.store, request, act))
+        return answer(await perform_write(state.store, request, act, external=True))
 
 
 async def _run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
@@ -43,7 +42,7 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         and the person on call now in each of its rotations."""
         state = app_state(ctx)
         graph = await state.graph()
-        stale_after = timedelta(hours=state.config.stale_after_hours)
+        stale_after = state.config.stale_after()
         return answer(
             await find_owner_answer(state.store, graph, name, state.now(), stale_after=stale_after)
         )
@@ -57,7 +56,7 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         control it (kill switches first), open incidents and the latest deployments."""
         state = app_state(ctx)
         graph = await state.graph()
-        stale_after = timedelta(hours=state.config.stale_after_hours)
+        stale_after = state.config.stale_after()
         return answer(
             await find_service_card(state.store, graph, name, state.now(), stale_after=stale_after)
         )

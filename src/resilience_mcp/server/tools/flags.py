@@ -86,6 +86,7 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
                 state=state,
                 limit=limit,
                 offset=parse_cursor(cursor),
+                stale_after=state_.config.stale_after(),
             )
         )
 

@@ -115,7 +115,11 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         flags, deployments and customers it touched, its timeline, its postmortem (trigger,
         root cause, contributing factors, resolution, lessons) and its remediation tasks."""
         state = app_state(ctx)
-        return answer(await find_incident_record(state.store, key, state.now()))
+        return answer(
+            await find_incident_record(
+                state.store, key, state.now(), stale_after=state.config.stale_after()
+            )
+        )
 
     @server.tool(title="List incidents", annotations=READ)
     @agent_errors

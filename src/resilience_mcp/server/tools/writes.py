@@ -17,6 +17,7 @@ from pydantic import Field
 
 from resilience_mcp import writes as domain
 from resilience_mcp.catalog.kinds import parse_duration
+from resilience_mcp.connectors.flagpush import flag_publisher
 from resilience_mcp.models.writes import AuditLogAnswer, WriteAnswer
 from resilience_mcp.server.guard import write_request
 from resilience_mcp.server.state import AppState, ServerConfig
@@ -414,6 +415,8 @@ def _register_flag_writes(server: MCPServer[Any]) -> None:
         feature off, or roll an experiment back. Values you leave out stay as they are.
 
         Writes the flag's new state there and a history entry (who, when, from, to, reason).
+        Where a flag system (flagd) serves the environment, it gets the change first, and
+        the catalog changes only if it took it; dry_run shows the request it would get.
         Returns the state before and after. Try dry_run first when unsure."""
         state = app_state(ctx)
         setting = FlagSetting(
@@ -425,8 +428,11 @@ def _register_flag_writes(server: MCPServer[Any]) -> None:
             variant=variant,
         )
         request = await _request(state, "set_feature_flag", setting, dry_run, idempotency_key)
+        publisher = flag_publisher(state.config.connectors)
         return answer(
-            await domain.set_feature_flag(state.store, await state.graph(), request, setting)
+            await domain.set_feature_flag(
+                state.store, await state.graph(), request, setting, publisher
+            )
         )
 
 
