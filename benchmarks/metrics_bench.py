@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,12 +46,12 @@ from resilience_mcp.metrics.scope import get_scope, resolve_window
 from resilience_mcp.metrics.scorecards import get_scorecard, list_scorecard_failures
 from resilience_mcp.store import Store
 
-__all__ = ["main"]
+__all__ = ["main", "parse_arguments", "run"]
 
 WINDOW = "181d"  # the synthetic deployments span the 180 days before the anchor
 
 
-def _arguments() -> argparse.Namespace:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="large", help="synthetic catalog size (large)")
     parser.add_argument("--deployments", type=int, default=200_000)
@@ -60,7 +60,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement")
     parser.add_argument("--postgres", metavar="URL", help="run on PostgreSQL (a fresh schema)")
     parser.add_argument("--keep", metavar="FILE", type=Path, help="SQLite file to keep and reuse")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.keep = args.keep.resolve() if args.keep else None
     return args
 
@@ -218,15 +218,14 @@ async def _insert(store: Store, documents: list[Document]) -> None:
         table = CODECS[parsed.kind].table
         rows[table].append(table.model_validate(parsed.columns | {"source": "bench"}).model_dump())
         for child in parsed.children:
-            child.owner_ref = f"{parsed.kind}:{parsed.name}"
-            rows[type(child)].append(child.model_dump(exclude={"id"}))
+            rows[child.table].append(child.values | {"owner_ref": f"{parsed.kind}:{parsed.name}"})
     async with store.transaction() as session:
         for table, values in rows.items():
             for first in range(0, len(values), 2_000):
                 await session.execute(insert(table), values[first : first + 2_000])
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> None:
     async with _database(args.postgres, args.keep) as url:
         reuse = args.keep is not None and args.keep.exists()
         store = await Store.open(url)
@@ -245,7 +244,7 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    asyncio.run(_run(_arguments()))
+    asyncio.run(run(parse_arguments()))
 
 
 if __name__ == "__main__":

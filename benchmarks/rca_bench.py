@@ -327,10 +327,16 @@ async def _run(name: str, url: str, count: int, queries: int) -> None:
     store = await Store.open(url)
     try:
         have = await _count(store)
-        if have < count:
-            print(f"{name}: writing {count - have:,} incidents")
-            seconds = await fill(store, count) if have == 0 else 0.0
-            print(f"  written and indexed in {seconds:.0f} s")
+        if 0 < have < count:
+            # The generated incidents are numbered from the first: topping up a kept store
+            # would write the ones it holds again.
+            raise SystemExit(
+                f"{name}: the kept store holds {have:,} incidents, fewer than {count:,}; "
+                "remove it (or ask for at most that many) and run again."
+            )
+        if have == 0:
+            print(f"{name}: writing {count:,} incidents")
+            print(f"  written and indexed in {await fill(store, count):.0f} s")
         if not store.is_sqlite:
             await _analyze(store)
         graph = await build_graph(store)

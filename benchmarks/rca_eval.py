@@ -2,6 +2,7 @@
 
     python -m benchmarks.rca_eval            # prints the table
     python -m benchmarks.rca_eval --text-only   # also the ranking with text alone
+    python -m benchmarks.rca_eval --semantic    # also with semantic re-ranking (the extra)
 
 Each set is turned into Incident and Postmortem documents (DFDS through the Markdown
 importer, from its raw files) and loaded into a temporary SQLite store; every query then
@@ -41,6 +42,7 @@ from resilience_mcp.catalog import load_catalog, load_documents
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.graph import CatalogGraph, build_graph
 from resilience_mcp.search.incidents import Weights, find_similar_rca
+from resilience_mcp.search.semantic import Embedder, SemanticIndex, load_embedder
 from resilience_mcp.store import Store
 
 __all__ = ["DATA", "SETS", "Score", "TfIdf", "evaluate_all", "main"]
@@ -63,6 +65,8 @@ class Score:
     queries: int = 0
     ms_ours: float = 0.0
     ms_tfidf: float = 0.0
+    # With semantic re-ranking: seconds to embed the set before the first query.
+    s_index: float | None = None
     per_class: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
 
@@ -262,7 +266,9 @@ class TfIdf:
         return sorted(scores, key=lambda k: (-scores[k], k))
 
 
-async def _rank(data: _Set, key: str, weights: Weights | None, k: int) -> list[str]:
+async def _rank(
+    data: _Set, key: str, weights: Weights | None, k: int, semantic: SemanticIndex | None = None
+) -> list[str]:
     answer = await find_similar_rca(
         data.store,
         data.graph,
@@ -272,6 +278,7 @@ async def _rank(data: _Set, key: str, weights: Weights | None, k: int) -> list[s
         limit=k,
         weights=weights,
         exclude=[key] if data.leave_out else [],
+        semantic=semantic,
     )
     return [hit.key for hit in answer.results]
 
@@ -285,13 +292,21 @@ async def _measure(
     weights: Weights | None,
     baseline: float | None,
     target: float | None,
+    embedder: Embedder | None = None,
 ) -> Score:
     tfidf = TfIdf(data.texts)
     ours_values, tfidf_values, ours_ms, tfidf_ms = [], [], [], []
     per: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    semantic, s_index = None, None
+    if embedder is not None:
+        # The first query embeds the whole set; it is timed apart from the queries.
+        semantic = SemanticIndex(embedder)
+        started = time.perf_counter()
+        await _rank(data, next(iter(data.queries)), weights, k, semantic)
+        s_index = time.perf_counter() - started
     for key in data.queries:
         started = time.perf_counter()
-        ranked = await _rank(data, key, weights, k)
+        ranked = await _rank(data, key, weights, k, semantic)
         ours_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         plain = tfidf.rank(data.queries[key], key if data.leave_out else None)[:k]
@@ -309,6 +324,7 @@ async def _measure(
         queries=len(data.queries),
         ms_ours=statistics.median(ours_ms),
         ms_tfidf=statistics.median(tfidf_ms),
+        s_index=s_index,
         per_class={
             c: (len(v), statistics.fmean(a for a, _ in v), statistics.fmean(b for _, b in v))
             for c, v in sorted(per.items(), key=lambda item: -len(item[1]))
@@ -354,9 +370,12 @@ SETS = ("danluu", "dfds", "k8s", "k8s-org", "icco", "icco-strip")
 
 
 async def evaluate_all(
-    weights: Weights | None = None, sets: Sequence[str] = SETS
+    weights: Weights | None = None,
+    sets: Sequence[str] = SETS,
+    embedder: Embedder | None = None,
 ) -> dict[str, Score]:
-    """The sets named (all by default), measured; needs ../shared/data."""
+    """The sets named (all by default), measured; needs ../shared/data. With `embedder`,
+    each set is ranked with a semantic index of its own."""
     scores = {}
     with tempfile.TemporaryDirectory(prefix="rca-eval-") as scratch:
         folder = Path(scratch)
@@ -373,6 +392,7 @@ async def evaluate_all(
                     weights=weights,
                     baseline=baseline,
                     target=target,
+                    embedder=embedder,
                 )
             finally:
                 await data.store.close()
@@ -399,6 +419,22 @@ def _table(scores: list[Score], title: str) -> str:
     return "\n".join(lines)
 
 
+def _compare(off: list[Score], on: list[Score]) -> str:
+    """The same figures without and with semantic re-ranking, side by side."""
+    lines = [
+        "semantic re-ranking off and on",
+        f"{'set and metric':<38} {'target':>7} {'off':>7} {'on':>7} {'ms off':>8} {'ms on':>8}"
+        f" {'s embed':>8}",
+    ]
+    for a, b in zip(off, on, strict=True):
+        target = "-" if a.target is None else f"{a.target:.3f}"
+        lines.append(
+            f"{a.name:<38} {target:>7} {a.ours:>7.3f} {b.ours:>7.3f} {a.ms_ours:>8.2f} "
+            f"{b.ms_ours:>8.2f} {b.s_index or 0.0:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -408,6 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--postgres",
         metavar="URL",
         help="load the sets into this PostgreSQL database (schemas rca_eval_*) instead",
+    )
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="also rank with semantic re-ranking (needs the semantic extra)",
     )
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     args = parser.parse_args(argv)
@@ -424,6 +465,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         alone = asyncio.run(evaluate_all(text_only, sets=args.sets))
         print(_table(list(alone.values()), "full-text score alone"))
+    if args.semantic:
+        semantic = asyncio.run(evaluate_all(sets=args.sets, embedder=load_embedder()))
+        print()
+        print(_table(list(semantic.values()), f"with semantic re-ranking ({engine})"))
+        print()
+        print(_compare(list(scores.values()), list(semantic.values())))
     return 0
 
 

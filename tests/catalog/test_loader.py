@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,11 @@ from sqlmodel import func, select
 from resilience_mcp import models as m
 from resilience_mcp.catalog import export_catalog, load_catalog
 from resilience_mcp.catalog.export import export_documents
+from resilience_mcp.catalog.refs import api_service_name, canonical_kind, qualified_name
+from resilience_mcp.doctor import check_store
 from resilience_mcp.errors import CatalogLoadError
 from resilience_mcp.graph import build_graph
+from resilience_mcp.graph.cards import get_owner
 from resilience_mcp.store import Store
 from tests.support import shared_data
 
@@ -175,3 +180,384 @@ async def test_a_dry_run_reports_and_writes_nothing(store: Store) -> None:
 
     assert report.created["Service"] == 21
     assert await count(store, m.Service) == 0
+
+
+# A Backstage folder as it is: other files, other kinds, conflicts, unresolved references
+
+BACKSTAGE_MODELLED = {"Component", "Resource", "API", "Group", "User", "System", "Domain"}
+BS = "apiVersion: backstage.io/v1alpha1\n"
+R1 = "apiVersion: resilience/v1\n"
+
+
+def backstage_index() -> set[tuple[str, str]]:
+    """(kind, name) of every entity the Backstage folder's own index lists and we model."""
+    expected = set()
+    lines = shared_data("backstage", "entities.jsonl").read_text(encoding="utf-8")
+    for line in lines.splitlines():
+        entity = json.loads(line)
+        if entity["kind"] not in BACKSTAGE_MODELLED:
+            continue
+        name = qualified_name(entity.get("namespace"), entity["name"])
+        if entity["kind"] == "API":
+            name = api_service_name(name)
+        expected.add((str(canonical_kind(entity["kind"])), name))
+    return expected
+
+
+async def exported(store: Store) -> set[tuple[str, str]]:
+    return {
+        (d["kind"], qualified_name(d["metadata"].get("namespace"), d["metadata"]["name"]))
+        for d in await export_documents(store)
+    }
+
+
+async def test_the_whole_backstage_folder_loads_every_entity_and_says_what_it_left_out(
+    store: Store,
+) -> None:
+    folder = shared_data("backstage")
+
+    report = await load_catalog(store, [folder])
+
+    assert report.created == {"Domain": 2, "Person": 16, "Service": 26, "System": 4, "Team": 9}
+    assert await exported(store) == backstage_index()
+    skipped = "\n".join(report.skipped)
+    for kind, count in (("Location", 7), ("Template", 1), ("AiResource", 6)):
+        assert f"{count} document(s) of kind {kind}" in skipped
+    assert "that are not catalog documents" in skipped
+    assert "provenance.json" in skipped
+    unresolved = [w for w in report.warnings if "'backstage/maintainers'" in w]
+    assert len(unresolved) == 3
+    assert all("spec.owner" in w for w in unresolved)
+    # `guest` is a different User in the starter app: the examples' one, read first, stays.
+    (conflict,) = [w for w in report.warnings if "(Person guest)" in w]
+    assert "create-app" in conflict
+    assert "team-a-group.yaml" in conflict
+    graph = await build_graph(store)
+    assert "guest" in graph.team_members["team-a"]
+    assert "guest" not in graph.team_members.get("guests", set())
+
+
+async def test_the_whole_backstage_folder_loads_again_without_a_change(store: Store) -> None:
+    folder = shared_data("backstage")
+    await load_catalog(store, [folder])
+    version = await store.catalog_version()
+    before = await export_documents(store)
+
+    again = await load_catalog(store, [folder])
+
+    assert not again.changed
+    assert again.unchanged == 57
+    assert await store.catalog_version() == version
+    assert await export_documents(store) == before
+
+
+async def test_an_owner_that_is_not_in_the_catalog_is_named_so_by_get_owner_and_doctor(
+    store: Store,
+) -> None:
+    await load_catalog(store, [shared_data("backstage", "demo")])
+
+    graph = await build_graph(store)
+    answer = await get_owner(store, graph, "backstage-demo", datetime.now(UTC))
+    checked = await check_store(store, now=datetime.now(UTC))
+
+    assert answer.owner.owner == "backstage/maintainers"
+    assert answer.owner.owner_kind is None
+    assert "backstage/maintainers, which is not in the catalog" in answer.text()
+    assert not checked.errors
+    (warning,) = checked.warnings
+    assert "service.owner" in warning.message
+    assert "'backstage/maintainers'" in warning.message
+
+
+async def test_yaml_and_json_of_a_backstage_app_that_are_no_catalog_files_are_skipped(
+    store: Store, tmp_path: Path
+) -> None:
+    app = tmp_path / "app"
+    write(app / "package.json", '{"name": "app", "private": true}')
+    write(app / "app-config.yaml", "app:\n  title: Scaffolded Backstage App\n")
+    write(app / "catalog-info.yaml", f"{BS}kind: Group\nmetadata: {{name: guests}}\n")
+
+    report = await load_catalog(store, [app])
+
+    assert report.created == {"Team": 1}
+    (note,) = report.skipped
+    assert note.startswith("2 document(s) in 2 file(s) that are not catalog documents")
+    assert "package.json" in note
+    assert "app-config.yaml" in note
+
+
+async def test_kubernetes_manifests_beside_the_catalog_files_are_skipped(
+    store: Store, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    write(repo / "catalog-info.yaml", f"{BS}kind: Group\nmetadata: {{name: guests}}\n")
+    write(
+        repo / "deploy" / "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n",
+    )
+
+    report = await load_catalog(store, [repo])
+
+    assert report.created == {"Team": 1}
+    (note,) = report.skipped
+    assert note.startswith("2 document(s) in 1 file(s) that are not catalog documents")
+    assert "web.yaml" in note
+
+
+async def test_an_unknown_version_of_this_catalogs_own_api_is_still_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    write(
+        tmp_path / "cat" / "a.yaml", "apiVersion: resilience/v2\nkind: Team\nmetadata: {name: a}\n"
+    )
+
+    with pytest.raises(CatalogLoadError, match="apiVersion 'resilience/v2' is not one"):
+        await load_catalog(store, [tmp_path / "cat"])
+
+
+async def test_a_file_named_outright_that_is_no_catalog_file_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    named = write(tmp_path / "package.json", '{"name": "app"}')
+
+    with pytest.raises(CatalogLoadError, match="neither apiVersion nor kind"):
+        await load_catalog(store, [named])
+
+
+@pytest.mark.parametrize("api", [BS, R1], ids=["backstage", "resilience"])
+async def test_one_entity_declared_the_same_in_two_files_loads_once(
+    store: Store, tmp_path: Path, api: str
+) -> None:
+    team = f"{api}kind: Group\nmetadata: {{name: guests}}\nspec: {{email: g@example.com}}\n"
+    write(tmp_path / "cat" / "a.yaml", team)
+    write(tmp_path / "cat" / "b" / "a.yaml", team)
+
+    report = await load_catalog(store, [tmp_path / "cat"])
+
+    assert report.created == {"Team": 1}
+    assert not report.warnings
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [(R1, R1), (BS, R1), (R1, BS)], ids=["resilience", "mixed", "mixed2"]
+)
+async def test_one_entity_declared_differently_in_two_files_is_refused_naming_both(
+    store: Store, tmp_path: Path, first: str, second: str
+) -> None:
+    write(tmp_path / "cat" / "a.yaml", f"{first}kind: Group\nmetadata: {{name: guests}}\n")
+    write(
+        tmp_path / "cat" / "b.yaml",
+        f"{second}kind: Group\nmetadata: {{name: guests}}\nspec: {{email: g@example.com}}\n",
+    )
+
+    with pytest.raises(CatalogLoadError, match="declared differently; first in") as caught:
+        await load_catalog(store, [tmp_path / "cat"])
+
+    (issue,) = caught.value.issues
+    assert issue.file.endswith("b.yaml")
+    assert "a.yaml" in issue.message
+    assert await count(store, m.Team) == 0
+
+
+async def test_of_two_backstage_declarations_that_differ_the_first_is_kept_with_a_warning(
+    store: Store, tmp_path: Path
+) -> None:
+    write(tmp_path / "cat" / "a.yaml", f"{BS}kind: User\nmetadata: {{name: guest}}\n")
+    write(
+        tmp_path / "cat" / "b.yaml",
+        f"{BS}kind: User\nmetadata: {{name: guest}}\nspec: {{profile: {{email: g@x.io}}}}\n",
+    )
+
+    report = await load_catalog(store, [tmp_path / "cat"])
+
+    assert report.created == {"Person": 1}
+    (warning,) = report.warnings
+    assert warning.startswith(str(tmp_path / "cat" / "b.yaml"))
+    assert "a.yaml, document 1, which is kept" in warning
+    graph = await build_graph(store)
+    assert graph.people["guest"].email is None
+
+
+async def test_a_backstage_reference_to_nothing_loads_and_resolves_once_its_target_loads(
+    store: Store, tmp_path: Path
+) -> None:
+    service = write(
+        tmp_path / "svc" / "catalog-info.yaml",
+        f"{BS}kind: Component\nmetadata: {{name: web}}\n"
+        "spec: {type: website, owner: ghosts, dependsOn: ['component:gone']}\n",
+    )
+    team = write(tmp_path / "org" / "org.yaml", f"{BS}kind: Group\nmetadata: {{name: ghosts}}\n")
+
+    first = await load_catalog(store, [service])
+    again = await load_catalog(store, [service])
+    await load_catalog(store, [team], source="org")
+    resolved = await load_catalog(store, [service])
+
+    assert first.created == {"Service": 1}
+    assert [w.rsplit(": ", 1)[1] for w in first.warnings] == [
+        "refers to Team 'ghosts', which is not in the catalog; loaded as written",
+        "refers to Service 'gone', which is not in the catalog; loaded as written",
+    ]
+    assert not again.changed
+    assert [w for w in resolved.warnings if "ghosts" in w] == []
+    assert resolved.updated == {"Service": 1}
+    graph = await build_graph(store)
+    assert graph.services["web"].owner == "ghosts"
+    assert graph.services["web"].annotations == {"resilience/unresolved-refs": "Service:gone"}
+
+
+async def test_a_resilience_reference_to_nothing_still_refuses_the_load(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "a.yaml",
+        f"{R1}kind: Service\nmetadata: {{name: web}}\nspec: {{owner: ghosts}}\n",
+    )
+
+    with pytest.raises(CatalogLoadError, match="refers to Team 'ghosts'"):
+        await load_catalog(store, [path])
+
+    assert await count(store, m.Service) == 0
+
+
+async def test_an_export_with_backstage_references_to_nothing_loads_to_the_same_catalog(
+    store: Store, tmp_path: Path
+) -> None:
+    await load_catalog(store, [shared_data("backstage", "demo")])
+    await export_catalog(store, tmp_path / "export")
+    fresh = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        report = await load_catalog(fresh, [tmp_path / "export"])
+        assert await export_documents(fresh) == await export_documents(store)
+        assert len(report.warnings) == 3
+    finally:
+        await fresh.close()
+
+
+# Backstage namespaces
+
+NAMESPACED = f"""\
+{BS}kind: Group
+metadata: {{name: team-x}}
+---
+{BS}kind: Group
+metadata: {{name: team-x, namespace: other}}
+spec: {{profile: {{displayName: Other X}}}}
+---
+{BS}kind: Component
+metadata: {{name: svc, namespace: other}}
+spec: {{type: service, owner: team-x, dependsOn: ['component:default/svc']}}
+---
+{BS}kind: Component
+metadata: {{name: svc, namespace: default}}
+spec: {{type: service, owner: 'group:other/team-x'}}
+---
+{BS}kind: API
+metadata: {{name: search, namespace: other}}
+spec: {{type: openapi, owner: team-x}}
+"""
+
+
+async def test_entities_of_one_name_in_two_namespaces_stay_two(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "cat" / "all.yaml", NAMESPACED)
+
+    report = await load_catalog(store, [path])
+
+    assert report.created == {"Service": 3, "Team": 2}
+    graph = await build_graph(store)
+    assert graph.teams["other/team-x"].title == "Other X"
+    assert graph.teams["team-x"].title is None
+    # Without a namespace, a Backstage reference is in its own entity's namespace.
+    assert graph.services["other/svc"].owner == "other/team-x"
+    assert graph.services["other/search.api"].owner == "other/team-x"
+    assert graph.services["svc"].owner == "other/team-x"
+    assert graph.dependencies.has_edge("other/svc", "svc")
+
+
+async def test_namespaced_entities_export_and_load_to_the_same_catalog(
+    store: Store, tmp_path: Path
+) -> None:
+    await load_catalog(store, [write(tmp_path / "cat" / "all.yaml", NAMESPACED)])
+    await export_catalog(store, tmp_path / "export")
+    fresh = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        await load_catalog(fresh, [tmp_path / "export"])
+        assert await export_documents(fresh) == await export_documents(store)
+    finally:
+        await fresh.close()
+    assert "namespace: other" in (tmp_path / "export" / "team.yaml").read_text()
+
+
+async def test_a_namespace_that_is_no_slug_is_refused(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "a.yaml", f"{BS}kind: Group\nmetadata: {{name: x, namespace: a/b}}\n")
+
+    with pytest.raises(CatalogLoadError, match=r"metadata\.namespace"):
+        await load_catalog(store, [path])
+
+
+# Pruning never leaves a reference naming nothing
+
+
+def team_file(*names: str) -> str:
+    return "---\n".join(f"{R1}kind: Team\nmetadata: {{name: {n}}}\n" for n in names)
+
+
+def service_file(owner: str) -> str:
+    return f"{R1}kind: Service\nmetadata: {{name: s1}}\nspec: {{owner: {owner}}}\n"
+
+
+async def test_prune_keeps_a_team_another_source_still_names_as_owner(
+    store: Store, tmp_path: Path
+) -> None:
+    teams = write(tmp_path / "a" / "teams.yaml", team_file("t1"))
+    services = write(tmp_path / "b" / "services.yaml", service_file("t1"))
+    await load_catalog(store, [teams.parent], source="A")
+    await load_catalog(store, [services.parent], source="B")
+    write(teams, team_file("t2"))
+
+    kept = await load_catalog(store, [teams.parent], source="A", prune=True)
+    write(services, service_file("t2"))
+    await load_catalog(store, [services.parent], source="B")
+    pruned = await load_catalog(store, [teams.parent], source="A", prune=True)
+
+    assert not kept.pruned
+    (warning,) = kept.warnings
+    assert warning.startswith("kept Team 't1', which A no longer declares: Service 's1'")
+    assert "(service.owner)" in warning
+    assert pruned.pruned == {"Team": 1}
+    assert not (await check_store(store, now=datetime.now(UTC))).errors
+    graph = await build_graph(store)
+    assert set(graph.teams) == {"t2"}
+
+
+CHILD_OF_ROOT = f"---\n{R1}kind: Team\nmetadata: {{name: t1}}\nspec: {{parent: root}}\n"
+SYSTEM_OF_ROOT = f"---\n{R1}kind: System\nmetadata: {{name: y}}\nspec: {{owner: root}}\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "others", "after", "kept"),
+    [
+        # t1 stays for s1 of source B, and so root, t1's parent, stays too.
+        (team_file("root") + CHILD_OF_ROOT, service_file("t1"), team_file("t2"), ["root", "t1"]),
+        # A document of this very load still names root as owner.
+        (team_file("root"), None, team_file("t2") + SYSTEM_OF_ROOT, ["root"]),
+    ],
+    ids=["what-a-kept-team-refers-to", "what-this-load-refers-to"],
+)
+async def test_prune_keeps_every_entity_that_something_left_still_refers_to(
+    store: Store, tmp_path: Path, before: str, others: str | None, after: str, kept: list[str]
+) -> None:
+    org = write(tmp_path / "a" / "org.yaml", before)
+    await load_catalog(store, [org.parent], source="A")
+    if others is not None:
+        await load_catalog(store, [write(tmp_path / "b" / "s.yaml", others)], source="B")
+    write(org, after)
+
+    report = await load_catalog(store, [org.parent], source="A", prune=True)
+
+    assert not report.pruned
+    assert sorted(w.split(",")[0] for w in report.warnings) == [f"kept Team {n!r}" for n in kept]
+    assert not (await check_store(store, now=datetime.now(UTC))).errors

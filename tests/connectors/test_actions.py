@@ -15,7 +15,7 @@ from mcp.types import CallToolResult, TextContent
 from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from resilience_mcp import models as m
@@ -73,6 +73,17 @@ class Receiver:
         token = request.headers.get("authorization", "").split()[-1]
         return JSONResponse({"accepted": True, "caller": token})
 
+    async def echo_late(self, request: Request) -> Response:
+        """Echoes the Authorization header after a long preamble, across where an answer
+        cuts the reply."""
+        self.received.append({"headers": dict(request.headers), "body": await request.json()})
+        return PlainTextResponse("x" * 490 + "auth " + request.headers.get("authorization", ""))
+
+    async def echo_clipped(self, request: Request) -> Response:
+        """Echoes the start of the token only, as a receiver that shortens what it logs."""
+        self.received.append({"headers": dict(request.headers), "body": await request.json()})
+        return PlainTextResponse("caller " + request.headers.get("authorization", "")[:-4])
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
@@ -80,6 +91,8 @@ class Receiver:
                 Route("/hooks/page", self.broken, methods=["POST"]),
                 Route("/hooks/stall", self.stall, methods=["POST"]),
                 Route("/hooks/echo", self.echo_token, methods=["POST"]),
+                Route("/hooks/late", self.echo_late, methods=["POST"]),
+                Route("/hooks/clipped", self.echo_clipped, methods=["POST"]),
             ]
         )
 
@@ -326,6 +339,28 @@ async def test_a_receiver_echoing_only_the_token_leaks_it_nowhere(
     everything += [r.getMessage() for r in caplog.records]
     assert all(SECRET not in item for item in everything)
     assert '"caller":"[redacted]"' in text(result)
+
+
+def pieces(secret: str, size: int = 6) -> set[str]:
+    """Every run of `size` characters of `secret`: any of them in a text is a leak."""
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)} - {"secret"}
+
+
+@pytest.mark.parametrize("path", ["/hooks/late", "/hooks/clipped"])
+async def test_a_secret_cut_where_the_reply_is_cut_leaks_no_part_of_it(
+    store: Store, db_url: str, receiver: Receiver, path: str
+) -> None:
+    echo = extra_action(receiver, path)
+
+    async with client(db_url, receiver, echo) as mcp:
+        result = await mcp.call_tool("run_action", {"name": path.rsplit("/", 1)[-1], "inputs": {}})
+
+    assert not result.is_error, text(result)
+    [record] = await audit(store)
+    everything = [text(result), json.dumps(result.structured_content), json.dumps(record.result)]
+    leaks = [p for p in pieces(SECRET) for item in everything if p in item]
+    assert leaks == []
+    assert "[redacted]" in json.dumps(record.result)
 
 
 async def test_two_concurrent_runs_with_one_key_send_one_request(

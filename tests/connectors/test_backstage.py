@@ -163,6 +163,32 @@ async def test_malformed_entities_are_skipped_counted_and_logged(
     assert all("static-token-1234" not in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"metadata.uid": 5}, "its metadata.uid should be text, got int"),
+        ({"metadata.annotations": ["owner"]}, "its metadata.annotations should be an object"),
+        ({"spec": "service"}, "its spec should be an object, got str"),
+        ({"apiVersion": None}, "the entity has no apiVersion"),
+    ],
+)
+async def test_an_entity_with_a_field_of_the_wrong_shape_is_skipped_counted_and_logged(
+    store: Store, caplog: pytest.LogCaptureFixture, change: dict[str, Any], problem: str
+) -> None:
+    ledger = backstage_entity("Component", "ledger", {"type": "service", "owner": "payments"})
+    [(field, value)] = change.items()
+    holder = ledger["metadata"] if field.startswith("metadata.") else ledger
+    holder[field.removeprefix("metadata.")] = value
+    caplog.set_level(logging.WARNING)
+
+    async with client(backstage([*backstage_catalog(), ledger])) as remote:
+        report = await sync_backstage(store, remote)
+
+    assert [problem in reason for reason in report.skipped] == [True], report.skipped
+    assert any(problem in r.getMessage() for r in caplog.records)
+    assert await service_names(store) == ["payments-api", "payments-db", "payments.api"]
+
+
 async def test_a_page_that_keeps_failing_leaves_the_last_good_data(store: Store) -> None:
     api = backstage(backstage_catalog())
     async with client(api) as remote:

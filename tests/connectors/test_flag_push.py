@@ -7,9 +7,11 @@ import copy
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 from mcp import Client
@@ -24,6 +26,7 @@ from starlette.routing import Route
 
 from resilience_mcp import models as m
 from resilience_mcp.catalog.flagd import read_flagd
+from resilience_mcp.connectors.flagpush import PREVIEW_BODY, flag_publisher
 from resilience_mcp.connectors.sync import run_sync
 from resilience_mcp.models.connectors import (
     ConnectorSettings,
@@ -302,6 +305,67 @@ async def test_a_dry_run_shows_the_request_and_sends_nothing(
     assert json.loads(changes["flagd-prod definition"]["after"])["defaultVariant"] == "on"
     assert SECRET not in shown + json.dumps(result.structured_content)
     assert (await state(catalog, "payment-failure")).enabled is False
+
+
+async def test_a_flag_file_source_plans_its_push_against_the_file(
+    catalog: Store, db_url: str, service: FlagService, tmp_path: Path
+) -> None:
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps(DEFINITIONS), encoding="utf-8")
+    target = PushTarget(url=f"{service.url}/admin/flags", headers={"Authorization": "FLAGS_TOKEN"})
+    from_file = SourceConfig(
+        name="flagd-prod", type="flagd", path=str(path), environment="production", push=target
+    )
+    config = ServerConfig(
+        db_url=db_url,
+        toolsets=("all",),
+        enable_writes=True,
+        clock=fixed_clock(NOW),
+        background_sync=False,
+        connectors=ConnectorSettings(sources=[from_file]),
+    )
+
+    async with Client(build_server(config)) as mcp:
+        result = await flip(mcp)
+
+    assert not result.is_error, text(result)
+    assert service.reads == 0
+    [push] = service.pushed
+    expected = copy.deepcopy(DEFINITIONS)
+    expected["flags"]["paymentFailure"]["defaultVariant"] = "on"
+    assert push["body"] == expected
+    assert (await state(catalog, "payment-failure")).enabled is True
+
+
+async def test_no_secret_reaches_a_push_preview_or_answer_even_where_they_are_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLAGS_TOKEN", f"Bearer {SECRET}")
+    definitions = copy.deepcopy(DEFINITIONS)
+    # A definition that carries the token (pasted into a note), across where a preview cuts.
+    definitions["metadata"]["note"] = "MARK"
+    at = json.dumps(definitions, sort_keys=True).index("MARK")
+    definitions["metadata"]["note"] = "x" * (PREVIEW_BODY - 10 - at) + SECRET
+
+    def flag_service(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=definitions)
+        # A reason phrase that echoes the caller, as a proxy in front of it might.
+        return httpx.Response(200, extensions={"reason_phrase": f"OK for {SECRET}".encode()})
+
+    target = PushTarget(url=URL, headers={"Authorization": "FLAGS_TOKEN"})
+    settings = ConnectorSettings(sources=[SourceConfig(**FLAGD_SOURCE, push=target)])
+    publisher = flag_publisher(settings, transport=httpx.MockTransport(flag_service))
+    assert publisher is not None
+
+    push = await publisher.plan(
+        "paymentFailure", "production", enabled=True, rollout=None, variant=None
+    )
+    answer = await publisher.send(push)
+
+    pieces = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
+    assert [p for p in pieces if p in push.request or p in answer] == []
+    assert answer == "200 OK for [redacted]"
 
 
 @pytest.mark.parametrize(

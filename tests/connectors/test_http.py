@@ -319,6 +319,29 @@ def test_the_redactor_removes_each_secret_part_of_a_header_value(secret: str, ec
     assert redact("a Bearer token was sent") == "a Bearer token was sent"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The secret straddles the cut: taken out whole before the text is cut.
+        ("x" * 15 + "Bearer ops-secret-7781-Kq", "x" * 15 + "[redacted]"),
+        # The cut falls in the marker: the marker is kept whole.
+        ("x" * 25 + "Bearer ops-secret-7781-Kq and more", "x" * 25 + "[redacted]"),
+        # A marker the cut does not fall in stays as it is, and what follows it.
+        ('{"caller": "ops-secret-7781-Kq"}', '{"caller": "[redacted]"}'),
+        # The sender cut the secret itself: its beginning at the end is taken out.
+        ("caller ops-secret-77", "caller [redacted]"),
+        ("caller Bearer ops-sec", "caller [redacted]"),
+        # A word the secret starts with, or too short a beginning, is left alone.
+        ("sent with Bearer ", "sent with Bearer "),
+        ("version ops-s", "version ops-s"),
+    ],
+)
+def test_an_excerpt_is_cut_after_the_secrets_are_taken_out(text: str, expected: str) -> None:
+    redact = Redactor(["Bearer ops-secret-7781-Kq"])
+
+    assert redact.excerpt(text, 30) == expected
+
+
 async def test_an_offset_listing_that_repeats_its_page_is_refused() -> None:
     api = FakeApi()
 

@@ -214,6 +214,66 @@ async def test_malformed_records_are_skipped_counted_and_the_rest_loads(catalog:
     assert await incident(catalog, "PD-7") is None
 
 
+@pytest.mark.parametrize(
+    ("listing", "record", "problem"),
+    [
+        (
+            "/services",
+            {"id": "PX1", "name": 5, "type": "service"},
+            "service PX1: name should be text, got 5",
+        ),
+        ("/teams", {"id": "PT9", "name": 7, "type": "team"}, "team PT9: name should be text"),
+        ("/escalation_policies", "junk", "escalation policy (no id): it is not an object"),
+        (
+            "/escalation_policies",
+            {"id": "PEP9", "name": "Broken", "teams": "PTEAM01"},
+            "escalation policy PEP9: teams should be a list",
+        ),
+        ("/oncalls", "junk", "on-call entry (no id): it is not an object"),
+        (
+            "/oncalls",
+            {"user": {"id": "PUSR09", "email": 12345}, "escalation_policy": {"id": "PEP001"}},
+            "on-call entry (no id): user.email should be text",
+        ),
+        (
+            "/incidents",
+            {
+                "id": "PI9",
+                "incident_number": 9,
+                "created_at": "2026-11-30T00:00:00Z",
+                "service": "PSVC001",
+            },
+            "incident PI9: service should be an object",
+        ),
+        ("/log_entries", "garbage", "log entry (no id): it is not an object"),
+        (
+            "/log_entries",
+            {"id": "LBAD", "incident": {"id": "PINC01"}, "created_at": "yesterday"},
+            "log entry LBAD:",
+        ),
+    ],
+)
+async def test_a_record_of_the_wrong_shape_is_skipped_counted_and_logged(
+    catalog: Store,
+    caplog: pytest.LogCaptureFixture,
+    listing: str,
+    record: object,
+    problem: str,
+) -> None:
+    account = pagerduty_account()
+    account[listing][1].append(record)
+    caplog.set_level(logging.WARNING)
+
+    report = await sync(catalog, FakeApi(account))
+
+    assert [problem in reason for reason in report.skipped] == [True], report.skipped
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("skipped a record" in w and problem in w for w in warnings)
+    assert await incident(catalog, "PD-1042") is not None
+    graph = await build_graph(catalog)
+    assert "site-reliability" in graph.teams
+
+
 async def test_a_second_identical_sync_changes_nothing(catalog: Store) -> None:
     api = FakeApi(pagerduty_account())
     await sync(catalog, api)

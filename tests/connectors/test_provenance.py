@@ -1,4 +1,5 @@
-"""Answers say where a synced owner or on-call came from, how fresh it is, and when stale."""
+"""Answers say where a synced owner or on-call came from, its id there, how fresh it is, and
+when it is stale."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from resilience_mcp import models as m
+from resilience_mcp.connectors.backstage import sync_backstage
 from resilience_mcp.connectors.flags import sync_flagd
 from resilience_mcp.connectors.http import ApiClient
 from resilience_mcp.connectors.pagerduty import sync_pagerduty
@@ -19,7 +21,7 @@ from resilience_mcp.server import build_server
 from resilience_mcp.server.state import ServerConfig
 from resilience_mcp.store import Store
 from tests.connectors.fakes import FakeApi, Sleeps
-from tests.connectors.payloads import CATALOG, NOW, pagerduty_account
+from tests.connectors.payloads import CATALOG, NOW, backstage_catalog, pagerduty_account
 from tests.support import fixed_clock, load_yaml
 
 pytestmark = pytest.mark.anyio
@@ -62,11 +64,13 @@ async def test_an_owner_and_on_call_from_pagerduty_say_so_and_how_fresh(
 
     text, summary = await owner(db_url, "site-reliability")
 
-    assert "owner from PagerDuty, synced 4 minutes ago" in text
-    assert "on-call from PagerDuty, synced 4 minutes ago" in text
+    assert "owner from PagerDuty (PTEAM02), synced 4 minutes ago" in text
+    assert "on-call from PagerDuty (PSCH02), synced 4 minutes ago" in text
     assert summary["owner_source"]["source"] == "pagerduty"
+    assert summary["owner_source"]["external_id"] == "PTEAM02"
     assert summary["owner_source"]["age_seconds"] == 240
     assert summary["owner_source"]["stale"] is False
+    assert summary["on_call_source"]["external_id"] == "PSCH02"
 
 
 async def test_a_hand_written_owner_has_no_sync_note_but_its_on_call_does(
@@ -77,8 +81,9 @@ async def test_a_hand_written_owner_has_no_sync_note_but_its_on_call_does(
     text, summary = await owner(db_url, "payments-api")
 
     assert "owner from" not in text
-    assert "on-call from PagerDuty, synced 3 hours ago" in text
+    assert "on-call from PagerDuty (PSCH01), synced 3 hours ago" in text
     assert summary["owner_source"]["source"] == "local"
+    assert summary["owner_source"]["external_id"] is None
     assert summary["on_call"][0]["person"]["name"] == "dev-raman"
 
 
@@ -93,6 +98,27 @@ async def test_facts_synced_longer_ago_than_allowed_are_flagged_stale(
     assert summary["owner_source"]["stale"] is stale
     assert summary["on_call_source"]["stale"] is stale
     assert ("synced 8 days ago (stale)" in text) is stale
+
+
+async def test_a_service_from_backstage_shows_its_uid_on_its_card_and_owner(
+    store: Store, db_url: str
+) -> None:
+    api = FakeApi({"/api/catalog/entities": ("items", backstage_catalog())})
+    remote = ApiClient("backstage", "https://backstage.acme.example", transport=api.transport)
+    async with remote:
+        await sync_backstage(store, remote)
+    config = ServerConfig(db_url=db_url, clock=fixed_clock(NOW))
+
+    async with Client(build_server(config)) as client:
+        result = await client.call_tool("get_service", {"name": "payments-api", "detail": "full"})
+
+    assert result.structured_content is not None
+    card = result.structured_content
+    assert card["provenance"]["source"] == "backstage"
+    assert card["provenance"]["external_id"] == "uid-component-payments-api"
+    assert card["owner"]["owner_source"]["external_id"] == "uid-component-payments-api"
+    text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
+    assert "owner from Backstage (uid-component-payments-api), synced" in text
 
 
 async def incident(db_url: str, key: str, **options: Any) -> tuple[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from resilience_mcp import cli
 from resilience_mcp import models as m
+from resilience_mcp.connectors.backstage import sync_backstage_files
 from resilience_mcp.connectors.http import ApiClient
 from resilience_mcp.connectors.pagerduty import sync_pagerduty
 from resilience_mcp.connectors.sync import background_sync, load_connector_settings, run_sync
@@ -93,6 +94,20 @@ def test_a_connectors_file_is_read_with_every_source_webhook_and_action(tmp_path
     assert settings.actions[0].headers == {"Authorization": "OPS_TOKEN"}
 
 
+def test_the_readmes_connectors_example_is_a_valid_connectors_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Connectors", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    settings = load_connector_settings(write(tmp_path / "connectors.yaml", example))
+
+    flagd = {s.name: (s.url, s.path) for s in settings.sources if s.type == "flagd"}
+    assert flagd == {
+        "flagd-prod": ("http://flagd.internal:8080/flags.json", None),
+        "flagd-staging": (None, "/etc/flagd/flags.json"),
+    }
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -105,6 +120,10 @@ def test_a_connectors_file_is_read_with_every_source_webhook_and_action(tmp_path
         ),
         (("{type: string}", "{type: strang}"), "input_schema is not a JSON Schema"),
         (("    environment: production\n", ""), "needs the environment"),
+        (
+            ("    url: http://flagd.internal:8013/flags.json\n", ""),
+            "needs either a url or the path of a flag file",
+        ),
     ],
 )
 def test_a_connectors_file_with_a_mistake_is_refused_saying_where(
@@ -255,6 +274,39 @@ def test_sync_all_syncs_every_source_and_reports_each_failure(
     assert "error: sync gone failed, nothing changed: The folder" in err
     assert "error: sync pagerduty failed, nothing changed: Source pagerduty reads" in err
     assert "error: 2 of 3 sources failed" in err
+
+
+def test_sync_all_reports_a_source_that_fails_unexpectedly_and_syncs_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sync_backstage_files
+
+    async def faulty(store: Store, folder: Path, **options: Any) -> Any:
+        if folder.name == "broken":
+            raise AttributeError("'int' object has no attribute 'strip'")
+        return await real(store, folder, **options)
+
+    monkeypatch.setattr("resilience_mcp.connectors.sync.sync_backstage_files", faulty)
+    write(tmp_path / "repo" / "catalog-info.yaml", STOREFRONT)
+    connectors = write(
+        tmp_path / "connectors.yaml",
+        "sources:\n"
+        f"  - {{name: broken, type: backstage-files, path: '{tmp_path / 'broken'}'}}\n"
+        f"  - {{name: repo, type: backstage-files, path: '{tmp_path / 'repo'}'}}\n",
+    )
+    db = tmp_path / "catalog.db"
+
+    code = cli.main(["-v", "sync", "all", "--connectors", str(connectors), "--db", str(db)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "sync repo (provenance 'backstage'): fetched 1 files" in out
+    assert (
+        "error: sync broken failed unexpectedly (AttributeError: 'int' object has no "
+        "attribute 'strip'); -v logs the traceback" in err
+    )
+    assert "Traceback (most recent call last)" in err
+    assert "error: 1 of 2 sources failed" in err
 
 
 @pytest.mark.parametrize(

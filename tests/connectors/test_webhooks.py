@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -192,6 +193,84 @@ async def test_a_delivery_sent_again_is_refused(hooks: Hooks) -> None:
     assert first.status_code == 200
     assert again.status_code == 409
     assert "already received" in again.json()["error"]
+
+
+def malformed_push(field: str, value: Any) -> dict[str, Any]:
+    payload = github_push(REPO, [(C1, NOW - timedelta(hours=2))])
+    holder = payload["repository"] if field.startswith("repository.") else payload
+    holder[field.removeprefix("repository.")] = value
+    return payload
+
+
+def malformed_deployment(part: str, field: str, value: Any) -> dict[str, Any]:
+    payload = github_deployment_status(REPO, 9002, C1, "success", NOW - timedelta(hours=1))
+    payload[part][field] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "problem"),
+    [
+        ("push", malformed_push("commits", 5), "commits should be a list, got 5"),
+        ("push", malformed_push("commits", ["abc"]), "commits.0 should be an object"),
+        (
+            "push",
+            malformed_push("repository.full_name", ["x"]),
+            "repository.full_name should be text",
+        ),
+        (
+            "deployment_status",
+            malformed_deployment("deployment", "creator", "bot"),
+            "deployment.creator should be an object, got 'bot'",
+        ),
+        (
+            "deployment_status",
+            malformed_deployment("deployment", "payload", 5),
+            "deployment.payload should be an object or text, got 5",
+        ),
+        (
+            "deployment_status",
+            malformed_deployment("deployment_status", "target_url", {"href": "x"}),
+            "deployment_status.target_url should be text",
+        ),
+    ],
+)
+async def test_a_signed_event_of_the_wrong_shape_is_refused_naming_the_field(
+    hooks: Hooks,
+    caplog: pytest.LogCaptureFixture,
+    event: str,
+    payload: dict[str, Any],
+    problem: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    refused = await hooks.github(event, payload, "d-bad")
+    fixed = github_push(REPO, [(C1, NOW - timedelta(hours=2))])
+    accepted = await hooks.github("push", fixed, "d-bad")
+
+    assert refused.status_code == 422
+    assert problem in refused.json()["error"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert accepted.status_code == 200, "nothing was recorded of the refused delivery"
+    assert await hooks.deployments() == {}
+
+
+async def test_a_generic_event_of_the_wrong_shape_is_refused_naming_the_field(
+    hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    kind = await hooks.event({**INCIDENT, "kind": 5}, "evt-bad-1")
+    metadata = await hooks.event({**INCIDENT, "metadata": "INC-1"}, "evt-bad-2")
+    spec = await hooks.event({**INCIDENT, "spec": ["SEV2"]}, "evt-bad-3")
+
+    assert [r.status_code for r in (kind, metadata, spec)] == [422, 422, 422]
+    assert "its kind is 5" in kind.json()["error"]
+    assert "field metadata:" in metadata.json()["error"]
+    assert "field spec:" in spec.json()["error"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    async with hooks.store.session() as session:
+        assert (await session.execute(select(m.Incident))).scalars().all() == []
 
 
 async def test_an_unknown_repository_is_refused_and_can_be_sent_again_once_known(

@@ -8,14 +8,21 @@ from typing import Any
 import pytest
 
 from resilience_mcp import models as m
+from resilience_mcp.catalog import DEMO_ANCHOR
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.loader import load_documents
 from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph import build_graph
-from resilience_mcp.graph.changes import dependency_paths, list_recent_changes, parse_moment
+from resilience_mcp.graph.changes import (
+    change_scope,
+    dependency_paths,
+    list_recent_changes,
+    parse_moment,
+)
 from resilience_mcp.graph.features import list_feature_flags
 from resilience_mcp.store import Store
 from tests.otel_demo import LOADED, load_otel_demo
+from tests.support import load_yaml
 
 pytestmark = pytest.mark.anyio
 
@@ -226,7 +233,12 @@ async def test_a_limit_cuts_the_newest_first_and_the_cursor_goes_on(store: Store
     [
         (None, ["dep-cart-prod", "dep-cart-acme", "dep-cart-staging", "dep-cart-all"], None),
         ("prod", ["dep-cart-prod", "dep-cart-acme", "dep-cart-all"], None),
-        ("acme", ["dep-cart-acme", "dep-cart-all"], "Took 'acme' for Environment prod-acme."),
+        # The acme cell records no cart of its own, so it uses prod's: prod's deploys reach it.
+        (
+            "acme",
+            ["dep-cart-prod", "dep-cart-acme", "dep-cart-all"],
+            "Took 'acme' for Environment prod-acme.",
+        ),
         ("staging", ["dep-cart-staging", "dep-cart-all"], None),
     ],
 )
@@ -301,3 +313,228 @@ async def test_an_unknown_service_is_refused_with_the_closest_names(otel_store: 
 
     with pytest.raises(NotFoundError, match="checkout"):
         await list_recent_changes(otel_store, graph, NOW, services=["checkot-svc"])
+
+
+# A tenant cell that runs its own api and shares prod's search.
+CELLS = """
+apiVersion: resilience/v1
+kind: Environment
+metadata: {name: prod}
+---
+apiVersion: resilience/v1
+kind: Environment
+metadata: {name: prod-acme}
+spec: {tenant: acme, parent: prod}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: web}
+spec:
+  dependsOn: [api, search]
+  environments: [{environment: prod}, {environment: prod-acme}]
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: api}
+spec: {environments: [{environment: prod}, {environment: prod-acme}]}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: search}
+spec: {environments: [{environment: prod}]}
+---
+apiVersion: resilience/v1
+kind: FeatureFlag
+metadata: {name: api-cache}
+spec:
+  services: [api]
+  states: [{environment: prod, enabled: true}, {environment: prod-acme, enabled: false}]
+---
+apiVersion: resilience/v1
+kind: FeatureFlag
+metadata: {name: search-ranker}
+spec: {services: [search], states: [{environment: prod, enabled: true}]}
+"""
+
+
+async def load_cells(store: Store) -> None:
+    await load_yaml(store, CELLS)
+    await deploy(
+        store,
+        ("dep-api-prod", "api", hours_ago(1), "prod"),
+        ("dep-api-acme", "api", hours_ago(2), "prod-acme"),
+        ("dep-search-prod", "search", hours_ago(3), "prod"),
+        ("dep-web-all", "web", hours_ago(4), None),
+    )
+    await flip(store, "api-cache", hours_ago(5), environment="prod")
+    await flip(store, "search-ranker", hours_ago(6), environment="prod")
+
+
+@pytest.mark.parametrize("services", [[], ["web"]], ids=["everything", "through-web"])
+@pytest.mark.parametrize(
+    ("environment", "names"),
+    [
+        # The cell's own api and flag state; prod's search and ranker, which it shares.
+        ("acme", ["dep-api-acme", "dep-search-prod", "dep-web-all", "search-ranker"]),
+        (
+            "prod",
+            [
+                "dep-api-prod",
+                "dep-api-acme",
+                "dep-search-prod",
+                "dep-web-all",
+                "api-cache",
+                "search-ranker",
+            ],
+        ),
+    ],
+)
+async def test_a_tenant_cell_gets_the_changes_above_it_to_what_it_shares_only(
+    store: Store, services: list[str], environment: str, names: list[str]
+) -> None:
+    await load_cells(store)
+    graph = await build_graph(store)
+
+    timeline = await list_recent_changes(
+        store, graph, NOW, services=services, environment=environment
+    )
+
+    assert [c.name for c in timeline.changes] == names
+    assert timeline.page.total == len(names)
+
+
+@pytest.mark.parametrize(
+    ("environment", "name", "service", "reached"),
+    [
+        ("prod-acme", "prod", "search", True),
+        ("prod-acme", "prod", "api", False),
+        ("prod-acme", "prod-acme", "api", True),
+        ("prod-acme", None, "api", True),
+        ("prod", "prod-acme", "api", False),
+        # A service the catalog records nowhere is taken as shared with the cell above.
+        ("prod-acme", "prod", "unrecorded", True),
+    ],
+)
+async def test_a_change_scope_says_which_changes_reach_an_environment(
+    store: Store, environment: str, name: str | None, service: str, reached: bool
+) -> None:
+    await load_yaml(store, CELLS)
+    graph = await build_graph(store)
+
+    scope = change_scope(graph, [environment], graph.instances)
+
+    assert scope.covers(name, service) is reached
+
+
+async def test_search_api_in_acmes_cell_shows_prod_eus_deployment_it_runs_on(
+    demo_store: Store,
+) -> None:
+    graph = await build_graph(demo_store)
+    since = DEMO_ANCHOR - timedelta(days=7)
+
+    acme = await list_recent_changes(
+        demo_store, graph, DEMO_ANCHOR, services=["search-api"], environment="acme", since=since
+    )
+    prod_eu = await list_recent_changes(
+        demo_store, graph, DEMO_ANCHOR, services=["search-api"], environment="prod-eu", since=since
+    )
+
+    # Acme's cell runs no search-api of its own: prod-eu's serves it.
+    summaries = [c.summary for c in acme.changes if c.service == "search-api"]
+    assert "deploy search-api 3.19.12 to prod-eu: success" in summaries
+    assert [c.name for c in acme.changes] == [c.name for c in prod_eu.changes]
+
+
+SERVICES_BEFORE = """
+apiVersion: resilience/v1
+kind: Environment
+metadata: {name: prod}
+---
+apiVersion: resilience/v1
+kind: Team
+metadata: {name: team-a}
+---
+apiVersion: resilience/v1
+kind: Team
+metadata: {name: team-b}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: db}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: cache}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: web}
+spec: {dependsOn: [api]}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: api, description: The API}
+spec: {owner: team-a, tier: 2, dependsOn: [db]}
+"""
+SERVICES_AFTER = SERVICES_BEFORE.replace(
+    "metadata: {name: api, description: The API}\nspec: {owner: team-a, tier: 2, dependsOn: [db]}",
+    "metadata: {name: api, description: Ours}\nspec: {owner: team-b, tier: 1, dependsOn: [cache]}",
+)
+
+
+async def test_a_sync_that_changes_an_owner_tier_or_dependencies_is_on_the_timeline(
+    store: Store,
+) -> None:
+    await load_yaml(store, SERVICES_BEFORE, source="backstage")
+    await load_yaml(store, SERVICES_AFTER, source="backstage")
+    graph = await build_graph(store)
+    now = m.utcnow()
+
+    timeline = await list_recent_changes(store, graph, now, services=["web"], environment="prod")
+
+    assert [(c.kind, c.field, c.summary, c.by) for c in timeline.changes] == [
+        ("catalog", "owner", "owner of api: team-a -> team-b", "backstage"),
+        ("catalog", "tier", "tier of api: 2 -> 1", "backstage"),
+        ("catalog", "dependencies", "dependencies of api: +cache, -db", "backstage"),
+    ]
+    assert {(c.before, c.after) for c in timeline.changes} == {
+        ("team-a", "team-b"),
+        ("2", "1"),
+        ("db", "cache"),
+    }
+    assert all(c.path == ["web", "api"] and c.environment is None for c in timeline.changes)
+    assert "owner of api: team-a -> team-b by backstage (via web -> api)" in timeline.text()
+
+
+async def test_a_catalog_edit_shows_only_under_the_services_it_bears_on(store: Store) -> None:
+    await load_yaml(store, SERVICES_BEFORE)
+    await load_yaml(store, SERVICES_AFTER)
+    graph = await build_graph(store)
+    now = m.utcnow()
+
+    under_db = await list_recent_changes(store, graph, now, services=["db"])
+    everything = await list_recent_changes(store, graph, now)
+    before = await list_recent_changes(store, graph, now - timedelta(days=2))
+
+    assert under_db.changes == []
+    assert [c.field for c in everything.changes] == ["owner", "tier", "dependencies"]
+    assert before.changes == []
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param(SERVICES_BEFORE, id="unchanged"),
+        pytest.param(SERVICES_BEFORE.replace("The API", "Renamed"), id="unwatched-field"),
+    ],
+)
+async def test_a_load_that_changes_no_watched_field_records_no_catalog_change(
+    store: Store, second: str
+) -> None:
+    await load_yaml(store, SERVICES_BEFORE)
+    await load_yaml(store, second)
+    graph = await build_graph(store)
+
+    timeline = await list_recent_changes(store, graph, m.utcnow())
+
+    assert timeline.changes == []

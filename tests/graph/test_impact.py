@@ -4,6 +4,8 @@ catalog's incidents, whose answers were checked by hand against the catalog file
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,6 +21,7 @@ from resilience_mcp.graph.impact import (
 from resilience_mcp.models.impact import AffectedCustomer
 from resilience_mcp.store import Store
 from tests.graph.service_graphs import doc, load, otel_documents
+from tests.support import load_yaml
 
 pytestmark = pytest.mark.anyio
 
@@ -262,3 +265,277 @@ async def test_a_flag_that_names_nothing_reaches_no_one_and_says_why() -> None:
 
     assert answer.page.total == 0
     assert answer.notes == ["The flag orphan names no feature and no service reading it."]
+
+
+# Tenant cells: suspects where the failure is
+
+
+async def test_inc_2044_in_acmes_cell_suspects_no_deployment_to_prod_eus_own_copies(
+    demo_store: Store, demo: CatalogGraph
+) -> None:
+    answer = await compute_impact(demo_store, demo, DEMO_ANCHOR, incident="INC-2044")
+
+    # prod-eu's payments-api 4.19.3 and checkout 7.9.1 shipped in the window too, but Acme's
+    # cell runs its own copies of both.
+    assert [(d.name, d.environment) for d in answer.deployments] == [
+        ("dep-checkout-0456", "prod-eu-acme")
+    ]
+    assert "deployed: checkout 7.9.0 to prod-eu-acme at 2026-11-19 06:15Z" in answer.text()
+
+
+async def test_failing_services_in_a_tenant_cell_suspect_its_own_deployments_only(
+    demo_store: Store, demo: CatalogGraph
+) -> None:
+    answer = await compute_impact(
+        demo_store, demo, DEMO_ANCHOR, services=["payments-api"], environment="acme"
+    )
+
+    # payments-api 4.20.0 went to prod-eu at 09:24, not to Acme's own payments-api.
+    assert [(d.name, d.environment) for d in answer.deployments] == [
+        ("dep-payments-api-0580", "prod-eu-acme")
+    ]
+
+
+CELLS = """
+apiVersion: resilience/v1
+kind: Environment
+metadata: {name: prod}
+---
+apiVersion: resilience/v1
+kind: Environment
+metadata: {name: prod-acme}
+spec: {tenant: acme, parent: prod}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: api}
+spec: {dependsOn: [search], environments: [{environment: prod}, {environment: prod-acme}]}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: search}
+spec: {environments: [{environment: prod}]}
+---
+apiVersion: resilience/v1
+kind: Deployment
+metadata: {name: dep-api-prod}
+spec: {service: api, environment: prod, deployTime: "2026-12-01T10:00:00Z"}
+---
+apiVersion: resilience/v1
+kind: Deployment
+metadata: {name: dep-api-acme}
+spec: {service: api, environment: prod-acme, deployTime: "2026-12-01T10:10:00Z"}
+---
+apiVersion: resilience/v1
+kind: Deployment
+metadata: {name: dep-search-prod}
+spec: {service: search, environment: prod, deployTime: "2026-12-01T10:20:00Z"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "suspects"),
+    [
+        ("prod-acme", ["dep-search-prod", "dep-api-acme"]),
+        ("prod", ["dep-search-prod", "dep-api-acme", "dep-api-prod"]),
+    ],
+)
+async def test_a_deployment_above_a_cell_is_a_suspect_there_only_for_what_it_shares(
+    store: Store, environment: str, suspects: list[str]
+) -> None:
+    await load_yaml(store, CELLS)
+    graph = await build_graph(store)
+
+    answer = await compute_impact(
+        store, graph, DEMO_ANCHOR, services=["api", "search"], environment=environment
+    )
+
+    assert [d.name for d in answer.deployments] == suspects
+
+
+# Flag changes beside deployments
+
+
+async def test_inc_2044_shows_the_flag_flip_that_started_it_beside_the_deployments(
+    demo_store: Store, demo: CatalogGraph
+) -> None:
+    answer = await compute_impact(demo_store, demo, DEMO_ANCHOR, incident="INC-2044")
+
+    # bnpl-klarna on at 09:40, a minute before it started; the rest is the mitigation.
+    assert [(c.key, c.from_state, c.to_state, f"{c.at:%H:%M}") for c in answer.flag_changes] == [
+        ("bnpl-kill-switch", "on", "off", "13:20"),
+        ("bnpl-klarna", "on 100%", "off", "12:55"),
+        ("bnpl-kill-switch", "off", "on", "10:58"),
+        ("bnpl-klarna", "off", "on 100%", "09:40"),
+    ]
+    cause = answer.flag_changes[-1]
+    assert (cause.environment, cause.by) == ("prod-eu-acme", "camila-rojas")
+    assert answer.flag_changes_page.total == 4
+    text = answer.text()
+    assert (
+        "flag changed: bnpl-klarna in prod-eu-acme off -> on 100% at 2026-11-19 09:40Z "
+        "by camila-rojas" in text
+    )
+    assert "bnpl-klarna (prod-eu-acme off; changed 2026-11-19 12:55Z)" in text
+
+
+async def test_flag_changes_are_cut_to_the_limit_and_say_how_many(
+    demo_store: Store, demo: CatalogGraph
+) -> None:
+    answer = await compute_impact(demo_store, demo, DEMO_ANCHOR, incident="INC-2044", limit=2)
+
+    assert [c.key for c in answer.flag_changes] == ["bnpl-kill-switch", "bnpl-klarna"]
+    assert (answer.flag_changes_page.total, answer.flag_changes_page.truncated) == (4, True)
+
+
+async def test_inc_2040_puts_the_experiment_ramp_before_it_beside_the_suspected_deployment(
+    demo_store: Store, demo: CatalogGraph
+) -> None:
+    answer = await compute_impact(demo_store, demo, DEMO_ANCHOR, incident="INC-2040", limit=20)
+
+    assert answer.incident is not None
+    ramp = answer.flag_changes[-1]
+    assert (ramp.key, ramp.environment, ramp.from_state, ramp.to_state, ramp.by) == (
+        "recommendations-ranker-v2",
+        "prod-us",
+        "treatment 10%",
+        "treatment 50%",
+        "ravi-shankar",
+    )
+    assert ramp.at == answer.incident.started_at - timedelta(minutes=3)
+    assert [c.key for c in answer.flag_changes] == [
+        "recommendations-kill-switch",
+        "recommendations-ranker-v2",
+        "search-semantic-kill-switch",
+        "recommendations-kill-switch",
+        "recommendations-ranker-v2",
+    ]
+    named = next(f for f in answer.flags if f.key == "recommendations-ranker-v2")
+    assert named.why.startswith("named by the incident")
+    assert named.changed_at == datetime(2026, 11, 10, 15, 14, tzinfo=UTC)
+
+
+# More of the demo catalog's incidents, each checked by hand against the catalog files:
+# who needs the failing services where the incident is, which features those implement,
+# the customers entitled to them and served there, and the deployments in the day before.
+
+
+@dataclass(frozen=True)
+class Checked:
+    key: str
+    environment: str
+    # Services other than the failing ones, down or degraded.
+    reached: dict[str, str]
+    # A kill switch the responders used (or would reach for), with its state there.
+    kill_switch: tuple[str, str]
+    by_plan: dict[str, int]
+    deployments: list[str]
+    suspected: list[str]
+    flag_changes: list[str]
+
+
+CHECKED = [
+    # A flag ramp: every service named failing, nothing above them left to take down.
+    Checked(
+        key="INC-2040",
+        environment="prod-us",
+        reached={},
+        kill_switch=("recommendations-kill-switch", "off"),
+        by_plan={"enterprise": 2, "business": 2, "pro": 2, "free": 1},
+        deployments=[
+            "dep-ml-feature-store-0484",
+            "dep-recommendations-0199",
+            "dep-payments-api-0557",
+            "dep-search-api-0453",
+            "dep-checkout-0441",
+        ],
+        suspected=["dep-ml-feature-store-0484"],
+        flag_changes=[
+            "recommendations-kill-switch",
+            "recommendations-ranker-v2",
+            "search-semantic-kill-switch",
+            "recommendations-kill-switch",
+            "recommendations-ranker-v2",
+        ],
+    ),
+    # payments-db out of connections: gift-cards and payouts need ledger or the database
+    # hard; fraud-check reads the database and seller-portal payouts softly.
+    Checked(
+        key="INC-2031",
+        environment="prod-us",
+        reached={
+            "web-storefront": "down",
+            "payouts": "down",
+            "gift-cards": "down",
+            "fraud-check": "degraded",
+            "seller-portal": "degraded",
+        },
+        kill_switch=("payments-3ds-kill-switch", "off"),
+        by_plan={"enterprise": 2, "business": 2, "pro": 2, "free": 1},
+        deployments=["dep-payments-api-0509", "dep-payments-api-0512", "dep-checkout-0392"],
+        suspected=["dep-payments-api-0509"],
+        flag_changes=[],
+    ),
+    # cart 5.19.0 in prod-eu: Acme's cell runs its own cart and checkout, so neither its
+    # deployments nor its customer count.
+    Checked(
+        key="INC-2036",
+        environment="prod-eu",
+        reached={},
+        kill_switch=("bnpl-kill-switch", "off"),
+        by_plan={"enterprise": 1, "business": 2, "pro": 1, "free": 1},
+        deployments=["dep-cart-0468", "dep-checkout-0428"],
+        suspected=["dep-cart-0468"],
+        flag_changes=[],
+    ),
+    # Black Friday: the suspect shipped two days before, outside the window, and is shown.
+    Checked(
+        key="INC-2046",
+        environment="prod-us",
+        reached={
+            "web-storefront": "down",
+            "payouts": "down",
+            "fraud-check": "degraded",
+            "seller-portal": "degraded",
+        },
+        kill_switch=("gift-cards-kill-switch", "off"),
+        by_plan={"enterprise": 2, "business": 2, "pro": 2, "free": 1},
+        deployments=["dep-payments-api-0575", "dep-payments-api-0577"],
+        suspected=["dep-payments-api-0575"],
+        flag_changes=["gift-cards-kill-switch", "gift-cards-kill-switch"],
+    ),
+    # Shipping in prod-eu: the storefront reads order tracking softly. Acme's cell has no
+    # shipping of its own, so Acme feels it; the prod-us rollout of the suspect does not count.
+    Checked(
+        key="INC-2048",
+        environment="prod-eu",
+        reached={"web-storefront": "degraded"},
+        kill_switch=("recommendations-kill-switch", "off"),
+        by_plan={"enterprise": 2, "business": 2, "pro": 1, "free": 1},
+        deployments=["dep-shipping-0130"],
+        suspected=["dep-shipping-0130"],
+        flag_changes=["checkout-express-pay-position"],
+    ),
+]
+
+
+@pytest.mark.parametrize("checked", CHECKED, ids=[c.key for c in CHECKED])
+async def test_a_demo_incident_has_the_impact_checked_by_hand(
+    demo_store: Store, demo: CatalogGraph, checked: Checked
+) -> None:
+    answer = await compute_impact(demo_store, demo, DEMO_ANCHOR, incident=checked.key, limit=50)
+
+    assert answer.environment == checked.environment
+    assert {s.name: s.status for s in answer.services if s.status != "failing"} == checked.reached
+    assert (answer.down, answer.degraded) == (
+        sum(v == "down" for v in checked.reached.values()),
+        sum(v == "degraded" for v in checked.reached.values()),
+    )
+    switch, state = checked.kill_switch
+    offered = {f.key: f.states for f in answer.flags if f.kill_switch}
+    assert offered[switch][checked.environment] == state
+    assert answer.customers_by_plan == checked.by_plan
+    assert answer.customers_page.total == sum(checked.by_plan.values())
+    assert [d.name for d in answer.deployments] == checked.deployments
+    assert [d.name for d in answer.deployments if d.suspected] == checked.suspected
+    assert [c.key for c in answer.flag_changes] == checked.flag_changes

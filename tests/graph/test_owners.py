@@ -133,3 +133,16 @@ async def test_a_team_without_a_rotation_escalates_to_its_parents(graph: Catalog
 
 async def test_nobody_is_on_call_before_a_rotation_starts(graph: CatalogGraph) -> None:
     assert find_on_call(graph, "team-payments", DEMO_ANCHOR - timedelta(days=365)) == []
+
+
+async def test_the_owner_line_says_whose_rotation_answers_when_it_is_a_parents(
+    graph: CatalogGraph,
+) -> None:
+    escalated = owner_summary(graph, "Service", "ml-feature-store", DEMO_ANCHOR)
+    own = owner_summary(graph, "Service", "payments-api", DEMO_ANCHOR)
+
+    assert escalated.line() == (
+        "team-data; #team-data-ml; on call: Dev Raman "
+        "(from team-platform's rotation; team-data has none)"
+    )
+    assert own.line() == "team-payments; #team-payments; on call: Hannah Becker"

@@ -100,8 +100,8 @@ CASES = {
         {"a.yaml": service("cart", "{owner: service:payments-api}")},
         ["spec.owner"],
     ),
-    "a name used in two files": (
-        {"a.yaml": service("cart"), "b/c.yaml": service("cart")},
+    "a name used in two files, declared differently": (
+        {"a.yaml": service("cart"), "b/c.yaml": service("cart", "{tier: 2}")},
         ["used twice", "a.yaml"],
     ),
     "team parents in a cycle": (
@@ -141,7 +141,10 @@ CASES = {
     ),
     "lists nested without end (JSON)": ({"a.json": NESTED}, ["nested too deeply"]),
     "aliases that expand a billion times": ({"a.yaml": LAUGHS}, ["spec.members"]),
-    "an unknown apiVersion": ({"a.yaml": team("x").replace("resilience/v1", "v9")}, ["apiVersion"]),
+    "an unknown apiVersion": (
+        {"a.yaml": team("x").replace("resilience/v1", "resilience/v9")},
+        ["apiVersion"],
+    ),
     "no kind": ({"a.yaml": "apiVersion: resilience/v1\nmetadata: {name: x}\n"}, ["no kind"]),
     "times going backwards": (
         {

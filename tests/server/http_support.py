@@ -39,7 +39,7 @@ TOKENS = TokenBook.parse(TOKENS_TEXT, "tests")
 
 
 class WhoAmI(Answer):
-    """The probe's answer; its card has a link, which the base card never has."""
+    """The probe's answer; it draws its own card, link included."""
 
     client: str | None
 

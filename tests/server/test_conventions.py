@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = Path(__file__).with_name("tool_schemas.json")
 EVERY_TOOLSET: dict[str, Any] = {"toolsets": ("all",), "enable_writes": True}
 MODES = [pytest.param("auto", id="default-era"), pytest.param("legacy", id="legacy-era")]
+# Tools that may reach a system outside the catalog: flagd for a flag, a webhook for an action.
+REACH_OUT = {"set_feature_flag", "run_action"}
 
 
 def _registered_tools() -> list[Tool]:
@@ -142,6 +144,7 @@ def test_the_annotations_are_set_and_honest(tool: Tool) -> None:
     if hints.read_only_hint:
         assert hints.destructive_hint is False
         assert hints.idempotent_hint is True
+    assert hints.open_world_hint is (tool.name in REACH_OUT)
 
 
 @each_tool
@@ -162,6 +165,23 @@ def test_the_output_schema_is_plain_and_titled_by_its_answer_model(tool: Tool) -
     assert tool.output_schema is not None
     assert tool.output_schema.get("title")
     assert tool.output_schema.get("properties")
+
+
+def pages_with_a_cursor(schema: dict[str, Any]) -> list[str]:
+    """Where in an output schema a list is paged: an object with a `next_cursor`."""
+    return [where for where, node in walk(schema) if "next_cursor" in node.get("properties", {})]
+
+
+@each_tool
+def test_a_tool_that_answers_a_next_cursor_takes_it_back_as_cursor(tool: Tool) -> None:
+    pages = pages_with_a_cursor(tool.output_schema or {})
+
+    # One page at most, and a property of the answer itself: a cursor says which list it
+    # continues only when there is one list it can continue.
+    assert len(pages) <= 1
+    assert all(re.fullmatch(r"/properties/\w+", where) for where in pages)
+    if pages:
+        assert "cursor" in tool.input_schema["properties"]
 
 
 def pinned_surface(tool: Tool) -> dict[str, Any]:
@@ -251,9 +271,10 @@ def test_the_five_prompts_ship() -> None:
 @each_prompt
 def test_a_prompt_names_only_tools_that_exist_and_uses_each_it_names(prompt: Any) -> None:
     names = {tool.name for tool in TOOLS}
+    named = prompt.tools + prompt.optional_tools
 
-    assert set(prompt.tools) - names == set()
-    assert [t for t in prompt.tools if f"`{t}`" not in prompt.body] == []
+    assert set(named) - names == set()
+    assert [t for t in named if f"`{t}`" not in prompt.body] == []
     # Other words in backticks must be parameters of a tool or values they take.
     known = {p for tool in TOOLS for p in tool.input_schema.get("properties", {})}
     known |= {

@@ -184,10 +184,14 @@ async def test_the_last_day_holds_36_changes_and_the_cursor_pages_through_them(
     assert times == sorted(times, reverse=True)
 
 
-async def test_the_acme_cell_saw_eight_deployments_in_the_last_week(demo_client: Client) -> None:
+async def test_the_acme_cell_saw_eight_deployments_and_prod_eus_to_what_it_shares(
+    demo_client: Client,
+) -> None:
     timeline = await call(demo_client, "list_recent_changes", environment="acme", since="7d")
 
-    assert [c["name"] for c in timeline["changes"]] == [
+    own = [c for c in timeline["changes"] if c["environment"] == "prod-eu-acme"]
+    above = [c for c in timeline["changes"] if c["environment"] == "prod-eu"]
+    assert [c["name"] for c in own] == [
         "dep-fraud-check-0802",
         "dep-cart-0500",
         "dep-pricing-0210",
@@ -197,7 +201,17 @@ async def test_the_acme_cell_saw_eight_deployments_in_the_last_week(demo_client:
         "dep-payments-api-0580",
         "dep-checkout-0471",
     ]
-    assert {c["tenant"] for c in timeline["changes"]} == {"acme"}
+    assert {c["tenant"] for c in own} == {"acme"}
+    # The cell runs none of these itself: prod-eu's serve it. payments-api 4.20.0 went to
+    # prod-eu in the week too, but the cell runs its own payments-api.
+    assert {c["service"] for c in above} == {
+        "ledger",
+        "payouts",
+        "shipping",
+        "catalog-api",
+        "search-api",
+    }
+    assert timeline["page"]["total"] == len(own) + len(above) == 15
 
 
 async def test_a_window_given_in_words_is_refused_with_what_to_write(demo_client: Client) -> None:

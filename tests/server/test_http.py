@@ -11,6 +11,8 @@ import pytest
 from starlette.applications import Starlette
 
 from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.models.catalog import OwnerAnswer
+from resilience_mcp.models.common import Link, ListCut, OwnerSummary
 from resilience_mcp.server import build_server
 from resilience_mcp.server.app import build_http_app
 from resilience_mcp.server.http import HttpSettings, build_asgi_app
@@ -235,7 +237,78 @@ async def test_a_card_is_the_answer_title_and_its_first_lines(app: Starlette) ->
     assert response.status_code == 200
     assert card["title"].startswith("Service payments-api: owned by team-payments")
     assert any(line.startswith("members:") for line in card["lines"])
-    assert card["links"] == []
+
+
+RUNBOOKS = "https://runbooks.example.com"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "links"),
+    [
+        (
+            "get_service",
+            {"name": "checkout"},
+            [
+                f"{RUNBOOKS}/checkout/checkout",
+                "https://github.example.com/northwind/checkout",
+                "https://grafana.example.com/d/checkout",
+                "https://grafana.example.com/d/checkout-funnel",
+            ],
+        ),
+        (
+            "get_owner",
+            {"name": "payments-api"},
+            [
+                f"{RUNBOOKS}/payments/payments-api",
+                "https://github.example.com/northwind/payments-api",
+                "https://grafana.example.com/d/payments-api",
+                "https://grafana.example.com/d/payments-psp",
+                "https://grafana.example.com/d/payments-db-pool",
+                "https://wiki.example.com/northwind/payments/psp-failover",
+            ],
+        ),
+        (
+            "impact_of_incident",
+            {"incident": "INC-2046"},
+            [
+                f"{RUNBOOKS}/payments/payments-api",
+                f"{RUNBOOKS}/payments/payments-db",
+                f"{RUNBOOKS}/checkout/checkout",
+                f"{RUNBOOKS}/payments/ledger",
+            ],
+        ),
+    ],
+    ids=["service", "owner", "impact"],
+)
+async def test_a_card_links_to_the_runbooks_repositories_and_dashboards_of_the_catalog(
+    app: Starlette, tool: str, arguments: dict[str, str], links: list[str]
+) -> None:
+    async with http_client(app, token=READ_TOKEN) as http:
+        response = await http.post(f"/cards/{tool}", json=arguments)
+
+    # The team's channel (#team-...) is not a web address, so it is not a link.
+    assert response.json()["links"] == links
+
+
+@pytest.mark.parametrize(
+    ("channel", "links"),
+    [
+        ("https://chat.example.com/c/payments", ["https://chat.example.com/c/payments"]),
+        ("#payments", []),
+    ],
+)
+def test_a_card_links_the_team_channel_when_it_is_a_web_address(
+    channel: str, links: list[str]
+) -> None:
+    answer = OwnerAnswer(
+        name="team-payments",
+        kind="Team",
+        owner=OwnerSummary(owner="team-payments", chat_channel=channel),
+        members_page=ListCut.of(0, 0),
+        links=[Link(url="https://wiki.example.com/payments")],
+    )
+
+    assert answer.card().links == ["https://wiki.example.com/payments", *links]
 
 
 async def test_a_card_is_drawn_by_the_answer_model_itself(app: Starlette) -> None:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
+
+from resilience_mcp.models.incidents import IncidentRecord
+from resilience_mcp.server import build_server
+from resilience_mcp.store import Store
+from tests.support import demo_config, load_yaml
 
 pytestmark = pytest.mark.anyio
 
@@ -68,6 +74,25 @@ async def test_find_similar_rca_answers_with_evidence_and_tasks(demo_client: Cli
     assert "payments-api" in first["why"]["shared_services"]
     assert first["root_cause"]
     assert any(t["overdue"] for r in found["results"] for t in r["tasks"])
+
+
+class SameMeaning:
+    """An embedder to which every text means the same: each cosine is 1."""
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[1.0, 0.0] for _ in texts]
+
+
+async def test_find_similar_rca_on_a_semantic_server_says_how_close_in_meaning(
+    demo_db: str,
+) -> None:
+    config = demo_config(demo_db, semantic=True, embedder=SameMeaning())
+    async with Client(build_server(config)) as client:
+        found = await call(client, "find_similar_rca", text="checkout is slow", limit=3)
+        result = await client.call_tool("find_similar_rca", {"text": "checkout is slow"})
+
+    assert [r["why"]["similar_meaning"] for r in found["results"]] == [1.0, 1.0, 1.0]
+    assert "similar meaning 1.00" in text(result)
 
 
 async def test_find_similar_rca_by_incident_key(demo_client: Client) -> None:
@@ -139,6 +164,56 @@ async def test_find_recurring_incidents_groups_the_repeat(demo_client: Client) -
 
     assert first["reason"] == "root cause"
     assert [i["key"] for i in first["incidents"]] == ["INC-2046", "INC-2031"]
+
+
+async def test_find_recurring_incidents_pages_with_a_cursor_without_overlap(
+    demo_client: Client,
+) -> None:
+    first = await call(demo_client, "find_recurring_incidents", limit=3)
+    second = await call(
+        demo_client, "find_recurring_incidents", limit=3, cursor=first["page"]["next_cursor"]
+    )
+    whole = await call(demo_client, "find_recurring_incidents", limit=6)
+
+    def groups(answer: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(g["reason"], g["label"]) for g in answer["groups"]]
+
+    assert first["page"]["next_cursor"] == "3"
+    assert len(set(groups(first)) | set(groups(second))) == 6
+    assert groups(first) + groups(second) == groups(whole)
+    assert second["page"] == {**whole["page"], "returned": 3}
+
+
+async def test_get_incident_answers_the_links_of_its_record(
+    demo_client: Client, demo_store: Store
+) -> None:
+    await load_yaml(demo_store, LINKED_INCIDENT)
+
+    record = await call(demo_client, "get_incident", key="INC-3001")
+
+    assert record["links"] == [
+        {"url": "https://acme.pagerduty.com/incidents/Q1", "title": "PagerDuty"},
+        {"url": "https://status.example.com/incidents/7", "title": None},
+    ]
+    card = IncidentRecord.model_validate(record).card()
+    assert card.links == [link["url"] for link in record["links"]]
+
+
+LINKED_INCIDENT = """
+apiVersion: resilience/v1
+kind: Incident
+metadata:
+  name: INC-3001
+  title: Checkout slow
+  links:
+    - {url: https://acme.pagerduty.com/incidents/Q1, title: PagerDuty}
+    - {url: https://status.example.com/incidents/7}
+spec:
+  severity: SEV3
+  status: investigating
+  startedAt: 2026-12-01T10:00:00Z
+  services: [checkout]
+"""
 
 
 async def test_a_bad_time_is_refused_with_the_forms_that_work(demo_client: Client) -> None:

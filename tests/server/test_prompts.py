@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -12,12 +13,14 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent
 
 from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.server import build_server
 from resilience_mcp.server.prompts import (
     MAX_ARGUMENT_CHARS,
     load_prompt,
     load_prompts,
     register_prompts,
 )
+from tests.support import demo_config
 
 pytestmark = pytest.mark.anyio
 
@@ -110,6 +113,14 @@ def test_a_long_value_is_cut(tmp_path: Path) -> None:
         (lambda t: t.replace("    default: one hop\n", ""), "required or have a default"),
         (lambda t: t.replace("    description: How far to look.\n", ""), "needs a description"),
         (lambda t: t.replace("tools: [get_service]", "tools: get_service"), "list of tool"),
+        (
+            lambda t: t.replace("tools: [get_service]", "optional_tools: get_service"),
+            "`optional_tools` must be a list",
+        ),
+        (
+            lambda t: t.replace("tools: [get_service]", "tools: [x]\noptional_tools: [x]"),
+            "both `tools` and `optional_tools`",
+        ),
         (lambda t: t.replace("- name: depth", "- name: Depth"), "snake_case"),
     ],
 )
@@ -149,3 +160,65 @@ async def test_a_registered_prompt_reaches_the_client_and_its_errors_too(
     assert isinstance(content, TextContent)
     assert content.text.startswith("Check checkout")
     assert "needs service" in caught.value.error.message
+
+
+async def prompt_text(client: Client, name: str, arguments: dict[str, str]) -> str:
+    rendered = await client.get_prompt(name, arguments)
+    content = rendered.messages[0].content
+    assert isinstance(content, TextContent)
+    return content.text
+
+
+METRIC_TOOLS_ABSENT = (
+    "This server does not offer `get_scorecard`, `get_slo_status`, `get_reliability` (start "
+    "the server with `--toolsets default,metrics` to have them). Skip the steps that need them."
+)
+
+
+async def test_on_the_default_server_a_prompt_says_which_of_its_tools_are_not_offered_and_how(
+    demo_db: str,
+) -> None:
+    async with Client(build_server(demo_config(demo_db))) as client:
+        review = await prompt_text(client, "production_readiness_review", {"service": "cart"})
+        handoff = await prompt_text(client, "oncall_handoff", {"team": "team-checkout"})
+        triage = await prompt_text(client, "incident_triage", {"symptom": "cart errors"})
+        briefing = await prompt_text(client, "customer_impact_briefing", {"incident": "INC-2049"})
+
+    assert review.endswith(f"\n\n{METRIC_TOOLS_ABSENT}\n")
+    assert "`get_slo_status` (start the server with `--toolsets default,metrics`" in handoff
+    assert "`declare_incident`, `set_feature_flag` (writes are off" in triage
+    assert "`--enable-writes`" in triage
+    assert "does not offer" not in briefing
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"toolsets": ("default", "metrics"), "enable_writes": True}, {"toolsets": ("all",)}],
+    ids=["default,metrics,writes", "all"],
+)
+async def test_with_the_tools_offered_a_prompt_has_no_such_paragraph(
+    demo_db: str, options: dict[str, Any]
+) -> None:
+    async with Client(build_server(demo_config(demo_db, **options))) as client:
+        review = await prompt_text(client, "production_readiness_review", {"service": "cart"})
+        handoff = await prompt_text(client, "oncall_handoff", {"team": "team-checkout"})
+
+    assert "does not offer" not in review + handoff
+
+
+@pytest.mark.parametrize(
+    ("toolsets", "listed"),
+    [
+        (("default",), {p.name for p in load_prompts()}),
+        # Without the incident questions, every shipped prompt lacks the tools it starts from.
+        (("metrics",), set()),
+    ],
+    ids=["default", "metrics"],
+)
+async def test_a_prompt_is_listed_only_when_the_tools_it_needs_are_offered(
+    demo_db: str, toolsets: tuple[str, ...], listed: set[str]
+) -> None:
+    async with Client(build_server(demo_config(demo_db, toolsets=toolsets))) as client:
+        prompts = (await client.list_prompts()).prompts
+
+    assert {p.name for p in prompts} == listed

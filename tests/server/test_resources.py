@@ -10,7 +10,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from resilience_mcp.models.catalog import OwnerAnswer
-from resilience_mcp.models.common import OwnerSummary, PageInfo
+from resilience_mcp.models.common import ListCut, OwnerSummary
 from resilience_mcp.server import build_server
 from resilience_mcp.server.resources import team_markdown
 from tests.server.http_support import copy_of_demo
@@ -90,13 +90,14 @@ async def test_a_team_page_has_how_to_reach_it_its_members_and_its_services(
     assert "- gift-cards (inherited)" in page
 
 
-async def test_an_incident_page_has_its_times_timeline_customers_and_tasks(
+async def test_an_incident_page_has_its_version_times_timeline_customers_and_tasks(
     client: Client,
 ) -> None:
     page = await read(client, "incident://INC-2040")
 
     assert page.startswith("# INC-2040: Card payments declined")
     assert "| severity | SEV1 |" in page
+    assert "| version | 1 |" in page
     assert "| detected | 2026-11-10 14:47Z (6 min after the start) |" in page
     assert "## Timeline" in page
     assert "- 2026-11-10 14:38Z change: recommendations-ranker-v2 in prod-us" in page
@@ -119,7 +120,7 @@ def test_a_long_list_on_a_page_is_cut_and_says_how_many_more() -> None:
         name="team-big",
         kind="Team",
         owner=OwnerSummary(owner="team-big", chat_channel="#big|room"),
-        members_page=PageInfo.of(0, 0),
+        members_page=ListCut.of(0, 0),
     )
     services = [(f"service-{i:03d}", False) for i in range(70)]
 

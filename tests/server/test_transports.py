@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult
 
 from resilience_mcp.cli import main
 from resilience_mcp.server.auth import token_line
@@ -152,3 +155,78 @@ def test_serve_refuses_a_public_address_without_tokens(
 
     assert status == 1
     assert "Refusing to listen on 0.0.0.0 without authentication" in capsys.readouterr().err
+
+
+async def call_once(served: Served, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+    """One call on a connection of its own, as a client retrying after a lost answer makes."""
+    async with mcp_client(None, token=WRITE_TOKEN, base_url=served.url) as client:
+        return await client.call_tool(tool, arguments)
+
+
+def content(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+@pytest.mark.slow
+async def test_a_real_server_acts_once_on_a_write_retried_with_its_idempotency_key(
+    served: Served,
+) -> None:
+    key = "transport-retry-0001"
+    arguments = {"title": "Cart merge fails after login", "severity": "SEV4", "services": ["cart"]}
+    arguments |= {"idempotency_key": key}
+
+    # A retry sent while the first call is still in flight, and one sent after both.
+    first, overlapping = await asyncio.gather(
+        call_once(served, "declare_incident", arguments),
+        call_once(served, "declare_incident", arguments),
+    )
+    late = await call_once(served, "declare_incident", arguments)
+    audit = content(await call_once(served, "get_audit_log", {"limit": 100}))
+    incidents = content(await call_once(served, "list_incidents", {"service": "cart"}))
+
+    answers = [content(result) for result in (first, overlapping, late)]
+    assert len({a["name"] for a in answers}) == 1
+    assert sorted(a["replayed"] for a in answers) == [False, True, True]
+    outcomes = [e["outcome"] for e in audit["entries"] if e["idempotency_key"] == key]
+    assert sorted(outcomes) == ["ok", "replayed", "replayed"]
+    titles = [i["title"] for i in incidents["incidents"]]
+    assert titles.count("Cart merge fails after login") == 1
+
+
+@pytest.mark.slow
+async def test_a_real_server_lets_one_of_two_concurrent_updates_win_and_loses_neither(
+    served: Served,
+) -> None:
+    version = content(await call_once(served, "get_incident", {"key": "INC-2049"}))["version"]
+    before = content(await call_once(served, "get_audit_log", {"tool": "update_incident"}))
+    notes = ["agent one: declines come from two issuers", "agent two: raising to SEV1"]
+
+    results = await asyncio.gather(
+        *(
+            call_once(
+                served,
+                "update_incident",
+                {"key": "INC-2049", "expected_version": version, "note": note},
+            )
+            for note in notes
+        )
+    )
+    record = content(await call_once(served, "get_incident", {"key": "INC-2049"}))
+    audit = content(
+        await call_once(served, "get_audit_log", {"tool": "update_incident", "detail": "full"})
+    )
+
+    [loser] = [i for i, result in enumerate(results) if result.is_error]
+    winner = 1 - loser
+    assert "Re-read it with get_incident" in text_of(results[loser])
+    assert content(results[winner])["version"] == record["version"] == version + 1
+    timeline = [entry["text"] for entry in record["timeline"]]
+    assert notes[winner] in timeline
+    assert notes[loser] not in timeline
+    # Both calls are in the audit log; the refused one with its arguments, to apply again.
+    seen = {e["id"] for e in before["entries"]}
+    new = {e["outcome"]: e for e in audit["entries"] if e["id"] not in seen}
+    assert sorted(new) == ["conflict", "ok"]
+    assert new["conflict"]["arguments"]["note"] == notes[loser]

@@ -235,6 +235,52 @@ async def test_two_agents_updating_one_incident_get_one_conflict_and_lose_nothin
     assert "two" in texts
 
 
+async def test_the_version_get_incident_gives_is_the_one_update_incident_expects(
+    client: Client,
+) -> None:
+    read = await call(client, "get_incident", key="INC-2049")
+
+    updated = await call(
+        client, "update_incident", key="INC-2049", expected_version=read["version"], note="seen"
+    )
+    stale = await refused(
+        client, "update_incident", key="INC-2049", expected_version=read["version"], note="late"
+    )
+    reread = await call(client, "get_incident", key="INC-2049")
+
+    assert updated["version"] == reread["version"] == read["version"] + 1
+    assert f"is at version {reread['version']}, not {read['version']}" in stale
+    assert "Re-read it with get_incident" in stale
+    assert [t["text"] for t in reread["timeline"]].count("late") == 0
+
+
+async def test_the_version_a_task_list_gives_is_the_one_update_remediation_task_expects(
+    client: Client,
+) -> None:
+    listed = await call(client, "list_remediation_tasks", status="unfinished", limit=1)
+    [task] = listed["tasks"]
+
+    updated = await call(
+        client,
+        "update_remediation_task",
+        name=task["name"],
+        expected_version=task["version"],
+        status="in_progress" if task["status"] == "open" else "open",
+    )
+    stale = await refused(
+        client,
+        "update_remediation_task",
+        name=task["name"],
+        expected_version=task["version"],
+        priority="P1",
+    )
+    record = await call(client, "get_incident", key=task["incident"])
+
+    [again] = [t for t in record["tasks"] if t["name"] == task["name"]]
+    assert updated["version"] == again["version"] == task["version"] + 1
+    assert f"is at version {again['version']}, not {task['version']}" in stale
+
+
 @pytest.mark.parametrize(("scopes", "allowed"), [(["read"], False), (["read", "write"], True)])
 async def test_a_token_needs_the_write_scope_and_its_client_is_the_actor(
     demo_db: str, demo_store: Store, scopes: list[str], allowed: bool

@@ -49,7 +49,9 @@ async def _owned_rows(session: Any, codec: KindCodec) -> dict[str, dict[type[SQL
 def _document(
     kind: str, codec: KindCodec, row: Any, owned: dict[type[SQLModel], list[Any]]
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": row.name}
+    # A Backstage namespace is written as such: a name holds no '/'.
+    namespace, _, name = row.name.rpartition("/")
+    metadata: dict[str, Any] = {"name": name} | ({"namespace": namespace} if namespace else {})
     for key in ("title", "description", "tags", "links", "annotations"):
         if value := getattr(row, key):
             metadata[key] = value

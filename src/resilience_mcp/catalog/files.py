@@ -32,6 +32,9 @@ class Document:
     file: str
     index: int
     body: Any
+    # Found by walking a folder rather than named: YAML or JSON that is no catalog
+    # document (a package.json, an app-config.yaml) is then skipped, not refused.
+    in_folder: bool = False
 
 
 # libyaml's parser where the wheel has it: several times faster on large catalogs.
@@ -64,14 +67,19 @@ _SafeLoader.yaml_implicit_resolvers = {
 
 def find_files(paths: Iterable[Path]) -> Iterator[Path]:
     """The catalog files named, folders searched recursively in a stable order."""
+    return (path for path, _ in _walk(paths))
+
+
+def _walk(paths: Iterable[Path]) -> Iterator[tuple[Path, bool]]:
+    """`find_files`, each with whether it was found in a folder (else named)."""
     for path in paths:
         if path.is_dir():
             for found in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
                 if found.is_file() and found.suffix.lower() in CATALOG_SUFFIXES and not hidden:
-                    yield found
+                    yield found, True
         else:
-            yield path
+            yield path, False
 
 
 def find_postmortems(paths: Iterable[Path]) -> Iterator[Path]:
@@ -99,7 +107,8 @@ def read_documents(paths: Iterable[Path]) -> tuple[list[Document], list[LoadIssu
     documents: list[Document] = []
     issues: list[LoadIssue] = []
     paths = list(paths)
-    for path in [*find_files(paths), *find_postmortems(paths)]:
+    found = [*_walk(paths), *((path, True) for path in find_postmortems(paths))]
+    for path, in_folder in found:
         label = str(path)
         try:
             bodies = _read_file(path)
@@ -110,7 +119,9 @@ def read_documents(paths: Iterable[Path]) -> tuple[list[Document], list[LoadIssu
             issues.append(LoadIssue(label, None, _describe(exc)))
             continue
         documents.extend(
-            Document(label, i, body) for i, body in enumerate(bodies, start=1) if body is not None
+            Document(label, i, body, in_folder)
+            for i, body in enumerate(bodies, start=1)
+            if body is not None
         )
     return documents, issues
 

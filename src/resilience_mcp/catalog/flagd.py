@@ -116,7 +116,7 @@ def _read_flag(
     if not isinstance(variants, dict) or not variants:
         raise ValueError("variants must be a mapping of variant names to values")
     default = raw.get("defaultVariant")
-    if default is not None and default not in variants:
+    if default is not None and (not isinstance(default, str) or default not in variants):
         raise ValueError(f"defaultVariant {default!r} is not one of the variants")
     if raw.get("state", "ENABLED") not in ("ENABLED", "DISABLED"):
         raise ValueError(f"state must be ENABLED or DISABLED, got {raw.get('state')!r}")

@@ -97,7 +97,7 @@ class Metadata(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     title: str | None = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -137,12 +137,14 @@ class Parsed:
     refs: list[tuple[str, Ref]] = field(default_factory=list)
     # Backstage `children` on a Group: these teams get this one as parent.
     child_teams: list[str] = field(default_factory=list)
+    # The namespace of references that name none (a Backstage entity's own); None: default.
+    namespace: str | None = None
 
     def ref(self, path: str, value: str | None, kind: str) -> str | None:
         """Record a reference to check and return the bare name to store."""
         if value is None:
             return None
-        parsed = parse_ref(value, kind)
+        parsed = parse_ref(value, kind, self.namespace)
         if kind == "Team" and parsed.kind == "Person":
             pass  # an owner may be a person, as Backstage allows
         elif parsed.kind != kind:

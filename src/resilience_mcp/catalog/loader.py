@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,20 +26,37 @@ from resilience_mcp.catalog.files import Document, read_documents
 from resilience_mcp.catalog.flagd import flagd_documents
 from resilience_mcp.catalog.kinds import CODECS, Metadata, Parsed
 from resilience_mcp.catalog.openslo import convert_openslo, is_openslo
-from resilience_mcp.catalog.refs import api_service_name, canonical_kind
+from resilience_mcp.catalog.refs import (
+    REFERENCES,
+    UNRESOLVED_ANNOTATION,
+    Ref,
+    Reference,
+    api_service_name,
+    canonical_kind,
+    qualified_name,
+    unresolved_names,
+)
 from resilience_mcp.errors import CatalogLoadError, LoadIssue
-from resilience_mcp.store import Store, bump_version
+from resilience_mcp.store import Store, bump_version, tracked_writes
 
 __all__ = ["EXTERNAL_ID_ANNOTATION", "LoadReport", "load_catalog", "parse_documents"]
 
 logger = logging.getLogger(__name__)
 
 API_VERSIONS = ("resilience/v1", "backstage.io/v1alpha1", "backstage.io/v1beta1")
-# Backstage kinds that say nothing about what runs; skipped without a warning.
+_OWN_GROUPS = frozenset(v.split("/", 1)[0] for v in API_VERSIONS)
+# Backstage kinds that point at other catalog files rather than declare anything: skipped
+# with a note that what they point at is not read.
 QUIET_KINDS = {"location"}
+# How many warnings a report's summary lists before it counts the rest.
+SHOWN_WARNINGS = 20
 CHUNK = 500
 # The annotation that carries an entity's id in the system it was synced from.
 EXTERNAL_ID_ANNOTATION = "resilience/external-id"
+# A service's fields that matter during an incident: a load that changes one on a service
+# already in the catalog records a `CatalogChange`, which the change timeline shows.
+WATCHED_COLUMNS = ("owner", "tier", "lifecycle")
+WATCHED_FIELDS = (*WATCHED_COLUMNS, "dependencies")
 
 Progress = Callable[[int, int], None]
 
@@ -55,6 +72,8 @@ class LoadReport:
     unchanged: int = 0
     pruned: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # Loaded, but worth a look: a Backstage reference that names nothing, a conflict.
+    warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     @property
@@ -75,6 +94,9 @@ class LoadReport:
         if self.pruned:
             lines.append(f"  pruned: {fmt(self.pruned)}")
         lines.extend(f"  skipped: {s}" for s in self.skipped)
+        lines.extend(f"  warning: {w}" for w in self.warnings[:SHOWN_WARNINGS])
+        if len(self.warnings) > SHOWN_WARNINGS:
+            lines.append(f"  ... and {len(self.warnings) - SHOWN_WARNINGS} more warning(s)")
         return "\n".join(lines)
 
 
@@ -86,6 +108,10 @@ class _Entity:
     @property
     def ref(self) -> str:
         return f"{self.parsed.kind}:{self.parsed.name}"
+
+    @property
+    def from_backstage(self) -> bool:
+        return str(self.document.body.get("apiVersion")).startswith("backstage.io/")
 
 
 async def load_catalog(
@@ -102,6 +128,7 @@ async def load_catalog(
     """Validate `paths` as one set and write it; raises `CatalogLoadError`, writing nothing.
 
     flagd flag files among them describe `flag_environment` (see `catalog.flagd`).
+    Backstage documents load as Backstage reads them (see `load_documents`).
     """
     resolved = [Path(p) for p in paths]
     source = source or "files:" + ",".join(str(p.resolve()) for p in resolved)
@@ -117,6 +144,7 @@ async def load_catalog(
         time_shift=time_shift,
         progress=progress,
         issues=issues,
+        lenient_backstage=True,
     )
 
 
@@ -132,17 +160,26 @@ async def load_documents(
     issues: Sequence[LoadIssue] = (),
     prune_kinds: Collection[str] | None = None,
     record: Sequence[SQLModel] = (),
+    lenient_backstage: bool = False,
 ) -> LoadReport:
     """Load documents already read (connectors build them in memory).
 
-    With `prune`, `prune_kinds` limits pruning to those kinds (all kinds when None).
+    With `prune`, `prune_kinds` limits pruning to those kinds (all kinds when None); an
+    entity that something else still refers to is kept, with a warning naming who does.
     `record` are bookkeeping rows (a webhook's delivery) written first in the same
     transaction, so they commit with the load or not at all; one that is already there
-    raises `IntegrityError` and nothing is written."""
+    raises `IntegrityError` and nothing is written.
+
+    With `lenient_backstage`, backstage.io documents load as Backstage reads them: a
+    reference to an entity not in the catalog is kept as written, and the second of two
+    different declarations of one entity in two files is left out; both are reported as
+    warnings. Without it, or in other documents, both refuse the load."""
     report = LoadReport(source=source, documents=len(documents), dry_run=dry_run)
     known = await _known_names(store)
     # Parsing and checking a large set is CPU work: in a thread, so queries go on meanwhile.
-    entities, problems, report.skipped = await asyncio.to_thread(_parse_and_check, documents, known)
+    entities, problems, report.skipped, report.warnings = await asyncio.to_thread(
+        _parse_and_check, documents, known, lenient_backstage
+    )
     problems = list(issues) + problems
     if problems:
         raise CatalogLoadError(problems)
@@ -151,20 +188,37 @@ async def load_documents(
 
     async with store.session() as session:
         try:
-            if record and not dry_run:
-                session.add_all(record)
-                await session.flush()
-            await _apply(session, entities, source, prune, report, progress, prune_kinds)
+            spared: dict[str, set[str]] = {}
+            if prune:
+                # Read before anything is written: the store still holds what refers to what.
+                spared = await _spare_referenced(
+                    session, entities, source, prune_kinds, known, report
+                )
+            with tracked_writes(session) as written:
+                if record and not dry_run:
+                    session.add_all(record)
+                    await session.flush()
+                await _apply(
+                    session, entities, source, prune, report, progress, prune_kinds, spared
+                )
             if dry_run or not (report.changed or record):
                 # A dry run, or a reload that changes nothing, writes nothing.
                 await session.rollback()
             else:
                 if report.changed:
-                    await bump_version(session)
+                    # Only the kinds the graph is built from move its version.
+                    await bump_version(session, written)
                 await session.commit()
         except BaseException:
             await session.rollback()
             raise
+    if report.warnings:
+        logger.warning(
+            "%d warning(s) loading from %s; the first: %s",
+            len(report.warnings),
+            source,
+            report.warnings[0],
+        )
     if not dry_run and report.changed:
         logger.info(
             "loaded %d documents from %s: %d created, %d updated, %d unchanged",
@@ -178,11 +232,15 @@ async def load_documents(
 
 
 def _parse_and_check(
-    documents: Sequence[Document], known: dict[str, set[str]]
-) -> tuple[list[_Entity], list[LoadIssue], list[str]]:
-    """`parse_documents`, then every name and reference checked against `known` too."""
+    documents: Sequence[Document], known: dict[str, set[str]], lenient_backstage: bool
+) -> tuple[list[_Entity], list[LoadIssue], list[str], list[str]]:
+    """`parse_documents`, then every name and reference checked against `known` too;
+    returns the entities, the problems, the skipped and the warnings."""
     entities, problems, skipped = parse_documents(documents)
-    return entities, problems + _check_names(entities, known), skipped
+    entities, duplicates, conflicts = _without_duplicates(entities, lenient_backstage)
+    dangling, unresolved = _check_references(entities, known, lenient_backstage)
+    problems += duplicates + dangling + _check_team_cycles(entities, known)
+    return entities, problems, skipped, conflicts + unresolved
 
 
 def parse_documents(
@@ -192,17 +250,53 @@ def parse_documents(
     entities: list[_Entity] = []
     problems: list[LoadIssue] = []
     skipped: dict[str, int] = defaultdict(int)
+    strays: list[str] = []
     for doc in _with_openslo(documents, problems, skipped):
+        if doc.in_folder and _not_catalog(doc.body):
+            strays.append(doc.file)
+            continue
         entity = _parse_one(doc, problems, skipped)
         if entity is not None:
             entities.append(entity)
-    notes = [
-        f"{n} document(s) of kind {k}, which this catalog does not model"
-        for k, n in skipped.items()
-    ]
+    notes = [_skipped_kind(kind, count) for kind, count in skipped.items()]
+    if strays:
+        notes.append(_skipped_strays(strays))
     for note in notes:
         logger.warning("skipped %s", note)
     return entities, problems, notes
+
+
+def _not_catalog(body: Any) -> bool:
+    """YAML or JSON that a folder holds for something else: a package.json, an app config,
+    or a document of another API group, such as a Kubernetes manifest. An apiVersion of
+    this catalog's own groups that it does not read is a mistake, not a stranger."""
+    if not isinstance(body, dict):
+        return False
+    if "apiVersion" not in body:
+        return "kind" not in body
+    api_version = body["apiVersion"]
+    group = api_version.split("/", 1)[0] if isinstance(api_version, str) else ""
+    # Backstage's plugins have groups of their own (scaffolder.backstage.io): their kinds
+    # are Backstage's, reported as kinds this catalog does not model.
+    return group not in _OWN_GROUPS and not group.endswith(".backstage.io")
+
+
+def _skipped_kind(kind: str, count: int) -> str:
+    if kind.lower() in QUIET_KINDS:
+        return (
+            f"{count} document(s) of kind {kind}, whose targets are not followed: only the "
+            "files named, and those in the folders named, are read"
+        )
+    return f"{count} document(s) of kind {kind}, which this catalog does not model"
+
+
+def _skipped_strays(files: list[str]) -> str:
+    named = list(dict.fromkeys(files))
+    shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+    return (
+        f"{len(files)} document(s) in {len(named)} file(s) that are not catalog documents "
+        f"(no apiVersion and kind, or another API's, such as Kubernetes'): {shown}"
+    )
 
 
 def _with_openslo(
@@ -233,13 +327,18 @@ def _parse_one(doc: Document, problems: list[LoadIssue], skipped: dict[str, int]
         return None
     api_version = body.get("apiVersion")
     raw_kind = body.get("kind")
+    if not isinstance(raw_kind, str) and "apiVersion" not in body:
+        problem(
+            "the document has neither apiVersion nor kind, so it is not a catalog document; "
+            "name catalog files, or a folder (where such files are skipped)"
+        )
+        return None
     if not isinstance(raw_kind, str):
         problem("the document has no kind", field="kind")
         return None
     kind = canonical_kind(raw_kind)
     if kind is None or kind not in CODECS:
-        if raw_kind.lower() not in QUIET_KINDS:
-            skipped[raw_kind] += 1
+        skipped[raw_kind] += 1
         return None
     if api_version not in API_VERSIONS:
         problem(
@@ -261,34 +360,41 @@ def _parse_one(doc: Document, problems: list[LoadIssue], skipped: dict[str, int]
             )
             problem(_explain(err), kind=kind, name=name, field=_path("metadata", err["loc"]))
         return None
+    # A Backstage namespace other than the default one becomes part of the name.
+    name = qualified_name(meta.namespace, meta.name)
 
     codec = CODECS[kind]
     spec_body = body.get("spec") or {}
     if not isinstance(spec_body, dict):
-        problem("spec must be a mapping", kind=kind, name=meta.name, field="spec")
+        problem("spec must be a mapping", kind=kind, name=name, field="spec")
         return None
     try:
         spec = codec.spec.model_validate(spec_body)
     except ValidationError as exc:
         for err in exc.errors():
-            problem(_explain(err), kind=kind, name=meta.name, field=_path("spec", err["loc"]))
+            problem(_explain(err), kind=kind, name=name, field=_path("spec", err["loc"]))
         return None
 
     if raw_kind.lower() == "api":
-        meta = meta.model_copy(update={"name": api_service_name(meta.name)})
+        name = api_service_name(name)
         spec = spec.model_copy(update={"type": "api"})
-    parsed = Parsed(kind, meta.name, _entity_columns(meta))
+    # In Backstage a reference without a namespace is in its entity's own; in this
+    # catalog's format names are global, so it is in the default one.
+    backstage = str(api_version).startswith("backstage.io/")
+    parsed = Parsed(
+        kind, name, _entity_columns(meta, name), namespace=meta.namespace if backstage else None
+    )
     try:
         codec.parse(parsed, spec)
     except ValueError as exc:
-        problem(str(exc), kind=kind, name=meta.name)
+        problem(str(exc), kind=kind, name=name)
         return None
     return _Entity(parsed, doc)
 
 
-def _entity_columns(meta: Metadata) -> dict[str, Any]:
+def _entity_columns(meta: Metadata, name: str) -> dict[str, Any]:
     return {
-        "name": meta.name,
+        "name": name,
         "title": meta.title,
         "description": meta.description,
         "tags": list(meta.tags),
@@ -330,40 +436,91 @@ async def _known_names(store: Store) -> dict[str, set[str]]:
     return names
 
 
-def _check_names(entities: list[_Entity], known: dict[str, set[str]]) -> list[LoadIssue]:
-    problems: list[LoadIssue] = []
-    seen: dict[tuple[str, str], _Entity] = {}
-    for entity in entities:
-        key = (entity.parsed.kind, entity.parsed.name)
-        if first := seen.get(key):
-            problems.append(
-                _issue(
-                    entity,
-                    f"the name is used twice; first in {first.document.file}, "
-                    f"document {first.document.index}",
-                    "metadata.name",
-                )
-            )
-        seen[key] = entity
-    declared: dict[str, set[str]] = defaultdict(set)
-    for kind, name in seen:
-        declared[kind].add(name)
+def _without_duplicates(
+    entities: list[_Entity], lenient_backstage: bool
+) -> tuple[list[_Entity], list[LoadIssue], list[str]]:
+    """One entity per kind and name, with the problems and warnings of the others.
 
+    A declaration repeated identically in another file counts once. A different one is
+    refused, except between two Backstage documents with `lenient_backstage`: the first
+    is kept, as Backstage keeps the one it read first, and the other is a warning."""
+    kept: dict[tuple[str, str], _Entity] = {}
+    problems: list[LoadIssue] = []
+    warnings: list[str] = []
     for entity in entities:
+        first = kept.setdefault((entity.parsed.kind, entity.parsed.name), entity)
+        if first is entity:
+            continue
+        where = f"{first.document.file}, document {first.document.index}"
+        elsewhere = first.document.file != entity.document.file
+        if elsewhere and _same_declaration(first, entity):
+            continue
+        if elsewhere and lenient_backstage and first.from_backstage and entity.from_backstage:
+            message = f"declared differently in {where}, which is kept; this one is left out"
+            warnings.append(str(_issue(entity, message, "metadata.name")))
+            continue
+        differently = ", declared differently" if elsewhere else ""
+        message = f"the name is used twice{differently}; first in {where}"
+        problems.append(_issue(entity, message, "metadata.name"))
+    return list(kept.values()), problems, warnings
+
+
+def _same_declaration(first: _Entity, other: _Entity) -> bool:
+    """Whether two declarations of one entity would write the same rows."""
+    table = CODECS[first.parsed.kind].table
+
+    def shape(entity: _Entity) -> tuple[Any, ...]:
+        parsed = entity.parsed
+        return (_fingerprint(parsed, table), parsed.refs, parsed.child_teams)
+
+    return shape(first) == shape(other)
+
+
+def _check_references(
+    entities: list[_Entity], known: dict[str, set[str]], lenient_backstage: bool
+) -> tuple[list[LoadIssue], list[str]]:
+    """Every reference must name an entity of this set or of the store; returns the
+    problems and the warnings.
+
+    One that names nothing is kept as written, with a warning, in a Backstage document
+    with `lenient_backstage` (Backstage leaves such a relation unresolved), or when the
+    entity lists it in its `UNRESOLVED_ANNOTATION` (as an export of one does). The
+    entity's annotation then lists what it keeps unresolved, for `doctor`."""
+    declared = _declared(entities)
+    problems: list[LoadIssue] = []
+    warnings: list[str] = []
+    for entity in entities:
+        annotations = dict(entity.parsed.columns.get("annotations") or {})
+        allowed = unresolved_names(annotations)
+        unresolved: set[str] = set()
         for path, ref in entity.parsed.refs:
-            kinds = [ref.kind]
-            if path.endswith(".owner"):
-                # An owner is a team, or a person as Backstage allows.
-                kinds = ["Team", "Person"]
-            if any(ref.name in declared[k] or ref.name in known.get(k, set()) for k in kinds):
+            if any(
+                ref.name in declared[k] or ref.name in known.get(k, ()) for k in _kinds(path, ref)
+            ):
                 continue
-            problems.append(
-                _issue(
-                    entity, f"refers to {ref.kind} {ref.name!r}, which is not in the catalog", path
-                )
-            )
-    problems += _check_team_cycles(entities, known)
-    return problems
+            message = f"refers to {ref.kind} {ref.name!r}, which is not in the catalog"
+            if (lenient_backstage and entity.from_backstage) or ref.name in allowed:
+                unresolved.add(f"{ref.kind}:{ref.name}")
+                warnings.append(str(_issue(entity, f"{message}; loaded as written", path)))
+            else:
+                problems.append(_issue(entity, message, path))
+        annotations.pop(UNRESOLVED_ANNOTATION, None)
+        if unresolved:
+            annotations[UNRESOLVED_ANNOTATION] = ", ".join(sorted(unresolved))
+        entity.parsed.columns["annotations"] = annotations
+    return problems, warnings
+
+
+def _declared(entities: Iterable[_Entity]) -> dict[str, set[str]]:
+    declared: dict[str, set[str]] = defaultdict(set)
+    for entity in entities:
+        declared[entity.parsed.kind].add(entity.parsed.name)
+    return declared
+
+
+def _kinds(path: str, ref: Ref) -> tuple[str, ...]:
+    """The kinds a reference may name: an owner is a team, or a person as Backstage allows."""
+    return ("Team", "Person") if path.endswith(".owner") else (ref.kind,)
 
 
 def _check_team_cycles(entities: list[_Entity], known: dict[str, set[str]]) -> list[LoadIssue]:
@@ -427,6 +584,7 @@ async def _apply(
     report: LoadReport,
     progress: Progress | None,
     prune_kinds: Collection[str] | None = None,
+    spared: Mapping[str, Collection[str]] | None = None,
 ) -> None:
     _link_child_teams(entities)
     by_kind: dict[str, list[_Entity]] = defaultdict(list)
@@ -442,6 +600,7 @@ async def _apply(
                 session, codec.table, codec.children, [e.parsed.name for e in batch]
             )
             changed: list[_Entity] = []
+            updated: list[_Entity] = []
             for entity in batch:
                 old = existing.get(entity.parsed.name)
                 if old is None:
@@ -450,8 +609,11 @@ async def _apply(
                 elif old != _fingerprint(entity.parsed, codec.table):
                     report.updated[kind] = report.updated.get(kind, 0) + 1
                     changed.append(entity)
+                    updated.append(entity)
                 else:
                     report.unchanged += 1
+            # Before the rows are replaced: the change is read from the old ones.
+            await _record_changes(session, kind, updated, source, now)
             await _replace(session, codec.table, codec.children, changed, source, now)
             await _touch(
                 session,
@@ -465,8 +627,95 @@ async def _apply(
             if progress:
                 progress(done, total)
         if prune and (prune_kinds is None or kind in prune_kinds):
-            keep = {e.parsed.name for e in batch}
+            keep = {e.parsed.name for e in batch} | set((spared or {}).get(kind, ()))
             await _prune(session, kind, codec.table, codec.children, source, keep, report)
+
+
+async def _spare_referenced(
+    session: Any,
+    entities: list[_Entity],
+    source: str,
+    prune_kinds: Collection[str] | None,
+    known: dict[str, set[str]],
+    report: LoadReport,
+) -> dict[str, set[str]]:
+    """What a prune must keep, per kind: entities the source no longer declares that
+    something else still refers to (which then keeps what they refer to in turn).
+
+    Pruning one would leave those references naming nothing; each kept one is a warning
+    naming who refers to it, and goes with the first prune after that reference does."""
+    declared = _declared(entities)
+    doomed: dict[str, set[str]] = {}
+    for kind, codec in CODECS.items():
+        if prune_kinds is None or kind in prune_kinds:
+            rows = await session.execute(
+                select(codec.table.name).where(col(codec.table.source) == source)
+            )
+            doomed[kind] = set(rows.scalars().all()) - declared[kind]
+    if not any(doomed.values()):
+        return {}
+
+    # Who refers to a doomed name: this load's entities as they are now written, and the
+    # store's others (this load's rows in the store are about to be replaced).
+    doomed_names = set().union(*doomed.values())
+    edges = [
+        (e.ref, f"{path} in {e.document.file}", ref.name, _kinds(path, ref))
+        for e in entities
+        for path, ref in e.parsed.refs
+        if ref.name in doomed_names
+    ]
+    loaded = {e.ref for e in entities}
+    for reference in REFERENCES:
+        for holder, name in await _holders(session, reference, sorted(doomed_names)):
+            if holder not in loaded:
+                edges.append((holder, reference.label, name, reference.kinds))
+
+    def stays(kind: str, name: str) -> bool:
+        present = name in known.get(kind, ()) or name in declared[kind]
+        return present and name not in doomed.get(kind, ())
+
+    spared: dict[str, set[str]] = defaultdict(set)
+    kept = True
+    while kept:
+        kept = False
+        gone = {f"{k}:{n}" for k, names in doomed.items() for n in names}
+        for holder, where, name, kinds in edges:
+            if holder in gone or any(stays(k, name) for k in kinds):
+                continue
+            target = next((k for k in kinds if name in doomed.get(k, ())), None)
+            if target is None:
+                continue
+            doomed[target].discard(name)
+            spared[target].add(name)
+            kept = True
+            holder_kind, _, holder_name = holder.partition(":")
+            report.warnings.append(
+                f"kept {target} {name!r}, which {source} no longer declares: {holder_kind} "
+                f"{holder_name!r} still refers to it ({where}); change that, then prune again"
+            )
+    return dict(spared)
+
+
+async def _holders(session: Any, reference: Reference, names: list[str]) -> list[tuple[str, str]]:
+    """(`Kind:name` of the entity holding it, the name) for each row of `reference` that
+    names one of `names`."""
+    table = reference.table
+    column = getattr(table, reference.column)
+    kind = next((k for k, t in m.KIND_TABLES.items() if t is table), None)
+    label = getattr(table, "owner_ref" if kind is None else "name")
+    found: list[tuple[Any, Any]] = []
+    if reference.many:
+        wanted = set(names)
+        rows = await session.execute(select(label, column))
+        found = [(o, v) for o, values in rows.all() for v in values or [] if v in wanted]
+    else:
+        for chunk in _chunks(names):
+            query = select(label, column).where(col(column).in_(chunk))
+            if reference.when is not None:
+                query = query.where(getattr(table, reference.when[0]) == reference.when[1])
+            found += (await session.execute(query)).all()
+    # Child rows are labelled `Kind:name` already; entity rows by their name.
+    return [(str(o) if kind is None else f"{kind}:{o}", str(v)) for o, v in found]
 
 
 def _link_child_teams(entities: list[_Entity]) -> None:
@@ -579,6 +828,73 @@ async def _replace(
     for child_table, rows in child_rows.items():
         for chunk in _chunks(rows):
             await session.execute(insert(child_table), chunk)
+
+
+async def _record_changes(
+    session: Any, kind: str, updated: list[_Entity], source: str, now: Any
+) -> None:
+    """A `CatalogChange` for each watched field an update of a service changes."""
+    if kind != "Service" or not updated:
+        return
+    before = await _watched_values(session, [e.parsed.name for e in updated])
+    rows = []
+    for entity in updated:
+        old = before.get(entity.parsed.name)
+        if old is None:
+            continue
+        deps = [
+            (c.values["source"], c.values["target"], c.values["hard"])
+            for c in entity.parsed.children
+            if c.table is m.Dependency
+        ]
+        new = _watched(entity.parsed.name, entity.parsed.columns, deps)
+        rows += [
+            {
+                "kind": kind,
+                "name": entity.parsed.name,
+                "field": name,
+                "at": now,
+                "source": source,
+                "from_value": old[name],
+                "to_value": new[name],
+            }
+            for name in WATCHED_FIELDS
+            if old[name] != new[name]
+        ]
+    for chunk in _chunks(rows):
+        await session.execute(insert(m.CatalogChange), chunk)
+
+
+async def _watched_values(session: Any, names: list[str]) -> dict[str, dict[str, str | None]]:
+    """The watched fields of the services `names` as the store holds them now."""
+    columns: dict[str, dict[str, Any]] = {}
+    deps: dict[str, list[tuple[str, str, bool]]] = defaultdict(list)
+    for chunk in _chunks(names):
+        result = await session.execute(select(m.Service).where(col(m.Service.name).in_(chunk)))
+        columns.update({row.name: row.model_dump() for row in result.scalars().all()})
+        refs = [f"Service:{name}" for name in chunk]
+        found = await session.execute(
+            select(m.Dependency.source, m.Dependency.target, m.Dependency.hard).where(
+                col(m.Dependency.owner_ref).in_(refs)
+            )
+        )
+        for source, target, hard in found.all():
+            deps[source].append((source, target, hard))
+    return {name: _watched(name, values, deps[name]) for name, values in columns.items()}
+
+
+def _watched(
+    name: str, columns: dict[str, Any], deps: Iterable[tuple[str, str, bool]]
+) -> dict[str, str | None]:
+    """The watched fields as text: dependencies as `a, b (soft)`, in name order."""
+    values = {
+        field_name: None if columns.get(field_name) is None else str(columns[field_name])
+        for field_name in WATCHED_COLUMNS
+    }
+    targets = sorted({(t, hard) for s, t, hard in deps if s == name})
+    listed = [t if hard else f"{t} (soft)" for t, hard in targets]
+    values["dependencies"] = ", ".join(listed) or None
+    return values
 
 
 async def _touch(

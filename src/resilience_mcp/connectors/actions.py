@@ -195,5 +195,7 @@ async def send_call(
         response = await client.request(action.method, path, json=call.body, headers=call.headers)
     redact = Redactor(call.secrets())
     return ActionResponse(
-        response.status_code, response.reason_phrase, redact(response.text[:EXCERPT])
+        response.status_code,
+        redact.excerpt(response.reason_phrase, EXCERPT),
+        redact.excerpt(response.text, EXCERPT),
     )

@@ -128,11 +128,25 @@ def _malformed(entity: Any) -> str | None:
     if not isinstance(entity, dict):
         return f"expected an entity object, got {type(entity).__name__}"
     metadata = entity.get("metadata")
+    if not isinstance(entity.get("apiVersion"), str):
+        return "the entity has no apiVersion"
     if not isinstance(entity.get("kind"), str):
         return "the entity has no kind"
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
         return "the entity has no metadata.name"
+    for field, shape, expected in _SHAPES:
+        value = (metadata if field.startswith("metadata.") else entity).get(field.split(".")[-1])
+        if value is not None and not isinstance(value, shape):
+            return f"its {field} should be {expected}, got {type(value).__name__}"
     return None
+
+
+# Fields that, when given, must have this shape: what is read from them, or written with them.
+_SHAPES = (
+    ("metadata.uid", str, "text"),
+    ("metadata.annotations", dict, "an object"),
+    ("spec", dict, "an object"),
+)
 
 
 def _modelled(entity: dict[str, Any]) -> bool:

@@ -13,6 +13,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.loader import EXTERNAL_ID_ANNOTATION, LoadReport, load_documents
 from resilience_mcp.errors import CatalogLoadError
@@ -23,6 +25,7 @@ __all__ = [
     "SyncReport",
     "catalog_document",
     "load_synced",
+    "shape_problem",
     "slugify",
 ]
 
@@ -39,6 +42,56 @@ def slugify(text: str, *, fallback: str = "unnamed") -> str:
     """A catalog name for free text: `Payments Team` -> `payments-team`."""
     slug = _NOT_SLUG.sub("-", text.strip().lower()).strip("-._")
     return slug[:200].rstrip("-._") or fallback
+
+
+def shape_problem(error: ValidationError, record: Any) -> str:
+    """What is wrong with `record`, naming the field: `name should be text, got 5`."""
+    errors = error.errors()
+    first = errors[0]
+    path = _field_path(record, first["loc"])
+    if first["type"] == "missing":
+        return f"it has no {_dotted([*path, first['loc'][len(path)]])}"
+    got = repr(first["input"])[:40]
+    if not path:
+        return f"it is not an object (got {got})"
+    # A field that may take several shapes fails once for each: name them all.
+    same = [e for e in errors if _field_path(record, e["loc"]) == path]
+    expected = list(dict.fromkeys(_EXPECTED.get(e["type"], "") for e in same))
+    if "" in expected:
+        return f"{_dotted(path)}: {first['msg'][:1].lower()}{first['msg'][1:]}, got {got}"
+    return f"{_dotted(path)} should be {' or '.join(expected)}, got {got}"
+
+
+# What a value should have been, by the pydantic error that refused it.
+_EXPECTED = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _field_path(record: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """The part of an error's location that is in `record`: the field, without the names
+    pydantic adds for each shape a field may take."""
+    path: list[int | str] = []
+    here = record
+    for part in loc:
+        in_list = isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here)
+        if not (in_list or (isinstance(here, dict) and part in here)):
+            break
+        here = here[part]
+        path.append(part)
+    return path
+
+
+def _dotted(path: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in path)
 
 
 def catalog_document(

@@ -2,10 +2,10 @@
 
 A flagd source may say where changes go (`push`: a URL, a method, headers read from
 environment variables). A change in that source's environment is planned against what
-the source serves now: its flag definitions are read from the source's `url`, the one
-flag is changed to the state asked for (`catalog.flagd.with_state`), and the whole set is
-sent, in flagd's own JSON, to `push.url`. Reading first keeps every other flag, its
-targeting and the `$evaluators` exactly as flagd has them.
+the source serves now: its flag definitions are read from the source's `url` (or its flag
+file), the one flag is changed to the state asked for (`catalog.flagd.with_state`), and
+the whole set is sent, in flagd's own JSON, to `push.url`. Reading first keeps every other
+flag, its targeting and the `$evaluators` exactly as flagd has them.
 
 The request acts: it is sent again only when it never left (a connection failure), or on
 a 429 that says when, never after a timeout waiting for the answer.
@@ -17,15 +17,17 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
 from resilience_mcp import __version__
 from resilience_mcp.catalog.flagd import read_flagd, with_state
-from resilience_mcp.connectors.flags import fetch_flagd
-from resilience_mcp.connectors.http import ApiClient, RetryPolicy, Sleep
+from resilience_mcp.connectors.flags import fetch_flagd, read_flagd_file
+from resilience_mcp.connectors.http import ApiClient, Redactor, RetryPolicy, Sleep
 from resilience_mcp.connectors.sync import source_client, split_url
 from resilience_mcp.errors import InvalidInputError, UpstreamError
 from resilience_mcp.models.connectors import ConnectorSettings, PushTarget, SourceConfig
@@ -35,6 +37,8 @@ __all__ = ["FlagdPublisher", "flag_publisher"]
 
 # How much of the body a preview shows; the definition of the changed flag is shown whole.
 PREVIEW_BODY = 2000
+# How much of the receiver's reason phrase an answer shows.
+REASON = 200
 
 
 def flag_publisher(
@@ -105,7 +109,7 @@ class FlagdPublisher:
             label=source.label,
             method=target.method,
             url=target.url,
-            request=_preview(target, headers, body),
+            request=_preview(target, headers, body, Redactor(_secrets(headers))),
             before=_json(flags[key]),
             after=_json(changed),
             enabled=read.enabled,
@@ -119,11 +123,10 @@ class FlagdPublisher:
 
     async def send(self, push: FlagPush) -> str:
         base, path = split_url(push.url)
-        secrets = [v for k, v in push.headers.items() if k not in _FIXED_HEADERS]
         client = ApiClient(
             f"{push.target} push",
             base,
-            secrets=secrets,
+            secrets=_secrets(push.headers),
             timeout=_target(self._source(push.target)).timeout_seconds,
             retry=RetryPolicy.for_actions(),
             transport=self._transport,
@@ -131,7 +134,8 @@ class FlagdPublisher:
         )
         async with client:
             response = await client.request(push.method, path, json=push.body, headers=push.headers)
-        return f"{response.status_code} {response.reason_phrase}".rstrip()
+        reason = client.redact.excerpt(response.reason_phrase, REASON)
+        return f"{response.status_code} {reason}".rstrip()
 
     def _source(self, name: str) -> SourceConfig:
         return next(s for s in self._sources.values() if s.name == name)
@@ -151,8 +155,12 @@ class FlagdPublisher:
 
     async def _current(self, source: SourceConfig) -> dict[str, Any]:
         """The flag definitions the source serves now, read as a sync reads them."""
-        assert source.url is not None
         try:
+            if source.path is not None:
+                return await anyio.to_thread.run_sync(
+                    read_flagd_file, Path(source.path), source.name
+                )
+            assert source.url is not None
             async with source_client(source, self._transport, self._sleep) as client:
                 return dict(await fetch_flagd(client, split_url(source.url)[1]))
         except UpstreamError as exc:
@@ -168,6 +176,10 @@ _FIXED_HEADERS = {
 }
 
 
+def _secrets(headers: Mapping[str, str]) -> list[str]:
+    return [v for k, v in headers.items() if k not in _FIXED_HEADERS]
+
+
 def _target(source: SourceConfig) -> PushTarget:
     assert source.push is not None
     return source.push
@@ -177,11 +189,16 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _preview(target: PushTarget, headers: Mapping[str, str], body: dict[str, Any]) -> str:
-    """The request as an answer shows it: no header values, the URL without its query."""
+def _preview(
+    target: PushTarget, headers: Mapping[str, str], body: dict[str, Any], redact: Redactor
+) -> str:
+    """The request as an answer shows it: no header values, the URL without its query, and
+    no secret in the body (taken out before the body is cut)."""
     parts = urlsplit(target.url)
     text = json.dumps(body, sort_keys=True)
     if len(text) > PREVIEW_BODY:
-        text = f"{text[:PREVIEW_BODY]}... ({len(text)} characters in all)"
+        text = f"{redact.excerpt(text, PREVIEW_BODY)}... ({len(text)} characters in all)"
+    else:
+        text = redact(text)
     names = ", ".join(sorted(headers))
     return f"{target.method} {parts.hostname}{parts.path or '/'} (headers: {names}) {text}"

@@ -1,9 +1,9 @@
-"""Feature flags from a flagd HTTP endpoint.
+"""Feature flags from flagd: its flag file, or an HTTP endpoint serving the same JSON.
 
-flagd reads its flag definitions from files or from a URL that serves the same JSON
-(`{"flags": {...}}`); this connector reads that URL and converts it with the flagd file
+flagd reads its flag definitions from a file or from a URL that serves the same JSON
+(`{"flags": {...}}`); this connector reads either and converts it with the flagd file
 converter (`catalog.flagd`), so a flag's state in the source's environment is read exactly
-as from a file, and a state that changed is recorded in the flag's history.
+as by `load`, and a state that changed is recorded in the flag's history.
 
 Nothing is pruned: a flag that leaves flagd keeps its last known state, since the catalog
 may declare it (and its states elsewhere) from other sources. Each state read is marked
@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import anyio
 from sqlalchemy import delete
 from sqlmodel import col
 
-from resilience_mcp.catalog.files import Document
+from resilience_mcp.catalog.files import Document, read_documents
 from resilience_mcp.catalog.flagd import flagd_documents, is_flagd
 from resilience_mcp.connectors.documents import SyncReport, load_synced
 from resilience_mcp.connectors.http import ApiClient
@@ -27,7 +30,7 @@ from resilience_mcp.errors import UpstreamError
 from resilience_mcp.models.connectors import SyncedFlagState
 from resilience_mcp.store import Store
 
-__all__ = ["confirm_states", "fetch_flagd", "sync_flagd"]
+__all__ = ["confirm_states", "fetch_flagd", "read_flagd_file", "sync_flagd", "sync_flagd_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,24 +60,74 @@ async def sync_flagd(
 ) -> SyncReport:
     """Read the endpoint's flags as the state of `environment`, and load them."""
     body = await fetch_flagd(client, path)
+    report = SyncReport(source=name, label=label)
+    await _load_flags(store, body, client.name, report, environment, now, dry_run)
+    return report
+
+
+def read_flagd_file(path: Path, source: str) -> dict[str, Any]:
+    """The flag definitions in a flagd flag file (JSON or YAML), as flagd reads them."""
+    if path.is_dir():
+        raise UpstreamError(
+            f"The path {path} of source {source} is a folder; point it at the flag file "
+            "flagd reads."
+        )
+    documents, issues = read_documents([path])
+    if issues:
+        raise UpstreamError(f"Source {source} cannot read its flag file: {issues[0]}.")
+    bodies = [doc.body for doc in documents]
+    if len(bodies) != 1 or not is_flagd(bodies[0]):
+        raise UpstreamError(
+            f"The file {path} of source {source} is not flagd flag definitions (one object "
+            "with 'flags'); point path at the file flagd reads."
+        )
+    body: dict[str, Any] = bodies[0]
+    return body
+
+
+async def sync_flagd_file(
+    store: Store,
+    path: Path,
+    *,
+    environment: str,
+    now: datetime,
+    name: str = "flagd",
+    label: str = "flagd",
+    dry_run: bool = False,
+) -> SyncReport:
+    """Read a flag file's flags as the state of `environment`, and load them."""
+    # A large flag file is disk and parsing work: keep it off the event loop.
+    body = await anyio.to_thread.run_sync(read_flagd_file, path, name)
+    report = SyncReport(source=name, label=label)
+    await _load_flags(store, body, str(path), report, environment, now, dry_run)
+    return report
+
+
+async def _load_flags(
+    store: Store,
+    body: dict[str, Any],
+    origin: str,
+    report: SyncReport,
+    environment: str,
+    now: datetime,
+    dry_run: bool,
+) -> None:
+    """Load one flag set as the state of `environment`, each flag on its own."""
     flags = body.get("flags")
-    report = SyncReport(
-        source=name, label=label, fetched={"flags": len(flags) if isinstance(flags, dict) else 0}
-    )
-    source_doc = Document(f"{client.name} flags", 1, body)
+    report.fetched["flags"] = len(flags) if isinstance(flags, dict) else 0
+    source_doc = Document(f"{origin} flags", 1, body)
     documents, issues = await flagd_documents(
-        store, [source_doc], environment=environment, by=f"flagd ({name})", now=now
+        store, [source_doc], environment=environment, by=f"flagd ({report.source})", now=now
     )
     for issue in issues:
         logger.warning("skipped a record: %s", issue)
         report.skipped.append(str(issue))
     loaded = await load_synced(
-        store, _one_per_flag(documents, client.name), report, prune=False, dry_run=dry_run
+        store, _one_per_flag(documents, origin), report, prune=False, dry_run=dry_run
     )
     if not dry_run:
-        flags = [str(doc.body["metadata"]["name"]) for doc in loaded]
-        await confirm_states(store, flags, environment, label, now)
-    return report
+        names = [str(doc.body["metadata"]["name"]) for doc in loaded]
+        await confirm_states(store, names, environment, report.label, now)
 
 
 async def confirm_states(

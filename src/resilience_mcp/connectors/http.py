@@ -111,6 +111,27 @@ class Redactor:
             text = text.replace(secret, self.MARK)
         return text
 
+    def excerpt(self, text: str, limit: int) -> str:
+        """The first `limit` characters of `text`, with no secret in them.
+
+        The secrets are taken out of the whole text before it is cut, so none is cut in
+        two and half kept (a marker the cut falls in is kept whole); then the beginning of
+        a secret at the very end, cut off by whoever sent the text, is taken out too."""
+        text = self(text)
+        cut = text[:limit]
+        mark = cut.rfind(self.MARK[0])
+        if mark != -1 and mark + len(self.MARK) > limit and text.startswith(self.MARK, mark):
+            cut = cut[:mark] + self.MARK
+        return self._without_secret_tail(cut)
+
+    def _without_secret_tail(self, text: str) -> str:
+        for secret in self._secrets:
+            for size in range(min(len(secret) - 1, len(text)), self.MIN_PART - 1, -1):
+                start = secret[:size]
+                if text.endswith(start) and not _word(start.strip()):
+                    return text[:-size] + self.MARK
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         """As a logging filter: the record's message with the secrets taken out."""
         if self._secrets:

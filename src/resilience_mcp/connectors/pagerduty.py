@@ -25,10 +25,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from resilience_mcp.catalog.files import Document
-from resilience_mcp.connectors.documents import SyncReport, catalog_document, load_synced, slugify
+from resilience_mcp.connectors.documents import (
+    SyncReport,
+    catalog_document,
+    load_synced,
+    shape_problem,
+    slugify,
+)
 from resilience_mcp.connectors.http import ApiClient, collect_offset_pages
 from resilience_mcp.graph import CatalogGraph, build_graph, normalise_name
 from resilience_mcp.store import Store
@@ -140,6 +148,7 @@ def pagerduty_documents(
 ) -> list[Document]:
     """Catalog documents for what PagerDuty holds; malformed and unmatched go to `report`."""
     build = _Conversion(graph, report)
+    data = build.well_formed(data)
     build.match_services(data.services)
     build.add_teams(data.teams, data.escalation_policies)
     build.add_rotations(data.oncalls, data.escalation_policies)
@@ -170,7 +179,24 @@ class _Conversion:
 
     def skip(self, what: str, record: Any, problem: str) -> None:
         ident = record.get("id") if isinstance(record, dict) else None
-        self.report.skipped.append(f"PagerDuty {what} {ident or '(no id)'}: {problem}")
+        named = ident if isinstance(ident, str) and ident else "(no id)"
+        self.report.skipped.append(f"PagerDuty {what} {named}: {problem}")
+
+    def well_formed(self, data: PagerDutyData) -> PagerDutyData:
+        """The records of the shape the conversion reads; every other one is skipped."""
+        kept = {
+            listing: [r for r in getattr(data, listing) if self._fits(what, shape, r)]
+            for listing, (what, shape) in _SHAPES.items()
+        }
+        return PagerDutyData(**kept)
+
+    def _fits(self, what: str, shape: type[BaseModel], record: Any) -> bool:
+        try:
+            shape.model_validate(record)
+        except ValidationError as exc:
+            self.skip(what, record, shape_problem(exc, record))
+            return False
+        return True
 
     # Services
 
@@ -186,9 +212,6 @@ class _Conversion:
                 if text:
                     by_name.setdefault(normalise_name(text), svc.name)
         for record in services:
-            if not _has(record, "id", "name"):
-                self.skip("service", record, "it has no id or name")
-                continue
             found = by_annotation.get(record["id"]) or by_name.get(normalise_name(record["name"]))
             if found is None:
                 self.report.unmatched.append(
@@ -205,9 +228,6 @@ class _Conversion:
         known = self._team_keys()
         escalation = _policy_urls(policies)
         for record in teams:
-            if not _has(record, "id", "name"):
-                self.skip("team", record, "it has no id or name")
-                continue
             key = normalise_name(record["name"])
             existing = (
                 known.get(record["id"]) or known.get(key) or known.get(key.removeprefix("team-"))
@@ -244,11 +264,11 @@ class _Conversion:
     # On call
 
     def add_rotations(self, oncalls: Iterable[Any], policies: list[Any]) -> None:
-        policy_by_id = {p["id"]: p for p in policies if _has(p, "id")}
+        policy_by_id = {p["id"]: p for p in policies}
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for record in oncalls:
             # Only the first level is who gets paged: the catalog's "on call".
-            if isinstance(record, dict) and record.get("escalation_level", 1) != 1:
+            if record.get("escalation_level", 1) != 1:
                 continue
             entry = self._oncall_entry(record)
             if entry is None:
@@ -259,13 +279,7 @@ class _Conversion:
         for (policy_id, _), entries in sorted(groups.items()):
             self._add_rotation(policy_by_id.get(policy_id, entries[0]["policy"]), entries)
 
-    def _oncall_entry(self, record: Any) -> dict[str, Any] | None:
-        if not isinstance(record, dict) or not _has(record.get("user"), "id"):
-            self.skip("on-call entry", record, "it names no user")
-            return None
-        if not _has(record.get("escalation_policy"), "id"):
-            self.skip("on-call entry", record, "it names no escalation policy")
-            return None
+    def _oncall_entry(self, record: dict[str, Any]) -> dict[str, Any] | None:
         try:
             start = _time(record.get("start"))
             end = _time(record.get("end"))
@@ -354,17 +368,31 @@ class _Conversion:
     # Incidents
 
     def add_incidents(self, incidents: Iterable[Any], log_entries: Iterable[Any]) -> None:
-        timeline = _timelines(log_entries)
+        timeline = self._timelines(log_entries)
         for record in incidents:
-            if not _has(record, "id", "created_at"):
-                self.skip("incident", record, "it has no id or created_at")
-                continue
             try:
                 name, meta, spec = self._incident(record, timeline.get(record["id"], []))
             except (TypeError, ValueError, KeyError) as exc:
                 self.skip("incident", record, f"it could not be read ({exc})")
                 continue
             self.incident_docs.append((name, meta, spec))
+
+    def _timelines(self, log_entries: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for entry in log_entries:
+            try:
+                at = _time(entry["created_at"]) or _fail("created_at is empty")
+            except ValueError as exc:
+                self.skip("log entry", entry, str(exc))
+                continue
+            kind = str(entry.get("type") or "").removesuffix("_log_entry") or "note"
+            author = _summary(entry.get("agent"))
+            text = entry.get("summary") or kind
+            item = {"at": at, "kind": kind, "text": text, "author": author}
+            by_incident[entry["incident"]["id"]].append(item)
+        for entries in by_incident.values():
+            entries.sort(key=lambda e: e["at"])
+        return by_incident
 
     def _incident(
         self, record: dict[str, Any], entries: list[dict[str, Any]]
@@ -454,25 +482,6 @@ def _rotation_spec(team: str, members: list[str], entries: list[dict[str, Any]])
     }
 
 
-def _timelines(log_entries: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
-    by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in log_entries:
-        incident = _ref_id(entry.get("incident")) if isinstance(entry, dict) else None
-        if incident is None or not entry.get("created_at"):
-            continue
-        try:
-            at = _time(entry["created_at"])
-        except ValueError:
-            continue
-        kind = str(entry.get("type", "")).removesuffix("_log_entry") or "note"
-        author = _summary(entry.get("agent"))
-        text = entry.get("summary") or kind
-        by_incident[incident].append({"at": at, "kind": kind, "text": text, "author": author})
-    for entries in by_incident.values():
-        entries.sort(key=lambda e: e["at"])
-    return by_incident
-
-
 def _timeline_item(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "at": _iso(entry["at"]),
@@ -502,8 +511,6 @@ def _policy_urls(policies: Iterable[Any]) -> dict[str, str]:
     """Each team's escalation contact: the first of its policies, as a link."""
     urls: dict[str, str] = {}
     for policy in policies:
-        if not isinstance(policy, dict):
-            continue
         contact = policy.get("html_url") or policy.get("name")
         for ref in policy.get("teams") or []:
             if (team := _ref_id(ref)) and contact:
@@ -542,3 +549,90 @@ def _fail(problem: str) -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The shape of each record, as far as the conversion reads it: a record that does not fit
+# is skipped (and counted) rather than failing the sync.
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+_Id = Annotated[str, Field(min_length=1)]
+
+
+class _Ref(_Record):
+    id: _Id
+    summary: str | None = None
+    html_url: str | None = None
+
+
+class _Service(_Record):
+    id: _Id
+    name: _Id
+    escalation_policy: _Ref | None = None
+
+
+class _Team(_Record):
+    id: _Id
+    name: _Id
+    description: str | None = None
+
+
+class _Policy(_Record):
+    id: _Id
+    name: str | None = None
+    summary: str | None = None
+    html_url: str | None = None
+    teams: list[_Ref] | None = None
+
+
+class _User(_Record):
+    id: _Id
+    name: str | None = None
+    summary: str | None = None
+    email: str | None = None
+
+
+class _OnCall(_Record):
+    user: _User
+    escalation_policy: _Ref
+    schedule: _Ref | None = None
+    escalation_level: int = 1
+    start: str | None = None
+    end: str | None = None
+
+
+class _Incident(_Record):
+    id: _Id
+    created_at: _Id
+    incident_number: int | None = None
+    title: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    status: str | None = None
+    urgency: str | None = None
+    html_url: str | None = None
+    service: _Ref | None = None
+    priority: dict[str, Any] | None = None
+    resolved_at: str | None = None
+    last_status_change_at: str | None = None
+
+
+class _LogEntry(_Record):
+    incident: _Ref
+    created_at: _Id
+    type: str | None = None
+    summary: str | None = None
+    agent: dict[str, Any] | None = None
+
+
+_SHAPES: dict[str, tuple[str, type[BaseModel]]] = {
+    "services": ("service", _Service),
+    "teams": ("team", _Team),
+    "escalation_policies": ("escalation policy", _Policy),
+    "oncalls": ("on-call entry", _OnCall),
+    "incidents": ("incident", _Incident),
+    "log_entries": ("log entry", _LogEntry),
+}

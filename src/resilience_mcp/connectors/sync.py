@@ -28,7 +28,7 @@ from resilience_mcp.catalog.kinds import parse_duration
 from resilience_mcp.connectors.actions import check_action_specs
 from resilience_mcp.connectors.backstage import sync_backstage, sync_backstage_files
 from resilience_mcp.connectors.documents import SyncReport
-from resilience_mcp.connectors.flags import sync_flagd
+from resilience_mcp.connectors.flags import sync_flagd, sync_flagd_file
 from resilience_mcp.connectors.http import ApiClient, RetryPolicy, Sleep
 from resilience_mcp.connectors.pagerduty import PAGERDUTY_API, pagerduty_headers, sync_pagerduty
 from resilience_mcp.errors import InvalidInputError, ResilienceError
@@ -110,6 +110,17 @@ async def run_sync(
             label=source.label,
             include=source.include,
             prune=source.prune,
+            dry_run=dry_run,
+        )
+    elif source.type == "flagd" and source.path is not None:
+        assert source.environment is not None
+        report = await sync_flagd_file(
+            store,
+            Path(source.path),
+            environment=source.environment,
+            now=now,
+            name=source.name,
+            label=source.label,
             dry_run=dry_run,
         )
     else:

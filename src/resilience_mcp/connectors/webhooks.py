@@ -33,8 +33,9 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -45,7 +46,7 @@ from starlette.routing import Route
 from resilience_mcp import models as m
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.loader import LoadReport, load_documents
-from resilience_mcp.connectors.documents import API_VERSION, slugify
+from resilience_mcp.connectors.documents import API_VERSION, shape_problem, slugify
 from resilience_mcp.errors import CatalogLoadError, InvalidInputError
 from resilience_mcp.graph import CatalogGraph, normalise_name
 from resilience_mcp.models.connectors import PushedCommit, WebhookDelivery, WebhookSettings
@@ -253,6 +254,7 @@ class _GitHubHook(_Hook):
             return {"status": "ignored", "event": event}
         delivery = self.delivery(request.headers.get("x-github-delivery"))
         payload = _json(body)
+        _check_shape(_SHAPES[event], payload, event)
         state = self.state()
         now = state.now()
         digest = self.digest(body)
@@ -309,7 +311,9 @@ class _EventHook(_Hook):
         payload = _json(body)
         kind = payload.get("kind")
         if kind not in ("Deployment", "Incident"):
-            raise _Refused(422, "The event must be a Deployment or Incident document.")
+            raise _Refused(
+                422, f"The event must be a Deployment or Incident document; its kind is {kind!r}."
+            )
         # The signature covers the timestamp and the body, so both make the digest.
         digest = self.digest(timestamp.encode() + b"." + body)
         await self.once(state.store, delivery, digest)
@@ -343,6 +347,85 @@ def _push_time(payload: dict[str, Any]) -> datetime | None:
             return None
     head = payload.get("head_commit")
     return _time(head.get("timestamp")) if isinstance(head, dict) else None
+
+
+# The fields of a GitHub event that are read, and their shapes: a signed event of another
+# shape is refused, naming the field, before anything is written.
+
+
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class _Repository(_Fields):
+    full_name: _Text
+    html_url: str | None = None
+    # A Unix time in push events, an ISO 8601 time in others.
+    pushed_at: int | float | str | None = None
+
+
+class _Commit(_Fields):
+    id: _Text
+    timestamp: str | None = None
+
+
+class _HeadCommit(_Fields):
+    timestamp: str | None = None
+
+
+class _PushEvent(_Fields):
+    ref: str | None = None
+    repository: _Repository
+    commits: list[_Commit] | None = None
+    head_commit: _HeadCommit | None = None
+
+
+class _Creator(_Fields):
+    login: str | None = None
+
+
+class _Deployment(_Fields):
+    id: int | _Text
+    sha: str | None = None
+    ref: str | None = None
+    environment: str | None = None
+    creator: _Creator | None = None
+    created_at: str | None = None
+    # GitHub sends what the deployment was created with: an object, or a string.
+    payload: dict[str, Any] | str | None = None
+
+
+class _DeploymentStatus(_Fields):
+    state: _Text
+    created_at: str | None = None
+    target_url: str | None = None
+    log_url: str | None = None
+    environment_url: str | None = None
+
+
+class _DeploymentStatusEvent(_Fields):
+    deployment: _Deployment
+    deployment_status: _DeploymentStatus
+    repository: _Repository
+
+
+_SHAPES: dict[str, type[BaseModel]] = {
+    "push": _PushEvent,
+    "deployment_status": _DeploymentStatusEvent,
+}
+
+
+def _check_shape(shape: type[BaseModel], payload: dict[str, Any], event: str) -> None:
+    try:
+        shape.model_validate(payload)
+    except ValidationError as exc:
+        problem = shape_problem(exc, payload)
+        raise _Refused(
+            422, f"The {event} event is not of the shape GitHub sends: {problem}."
+        ) from exc
 
 
 def _json(body: bytes) -> dict[str, Any]:

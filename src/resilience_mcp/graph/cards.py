@@ -25,9 +25,10 @@ from resilience_mcp.models.catalog import (
 )
 from resilience_mcp.models.common import (
     FactSource,
+    Link,
+    ListCut,
     OnCallNow,
     OwnerSummary,
-    PageInfo,
     PersonSummary,
 )
 from resilience_mcp.models.kinds import canonical_kind
@@ -83,7 +84,7 @@ def fact_source(entity: m.Entity | None, at: datetime, stale_after: timedelta) -
     """Where an entity's facts came from, and whether a synced one has gone stale."""
     if entity is None:
         return None
-    return fact_source_at(entity.source, entity.synced_at, at, stale_after)
+    return fact_source_at(entity.source, entity.synced_at, at, stale_after, entity.external_id)
 
 
 def _add_sources(
@@ -117,6 +118,10 @@ def _owner_summary(graph: CatalogGraph, kind: str, name: str, at: datetime) -> O
     if team is None:
         person = graph.people.get(found.owner)
         summary.title = person.title if person else None
+        if person is None:
+            # Named, but neither a team nor a person of the catalog (a Backstage owner
+            # loaded unresolved): no kind, and the answer says so.
+            summary.owner_kind = None
         return summary
     summary.title = team.title
     summary.chat_channel = team.chat_channel
@@ -194,8 +199,24 @@ async def get_owner(
         owner=summary,
         parent_team=team.parent if team else None,
         members=[person_summary(graph, p) for p in members[:limit]],
-        members_page=PageInfo.of(len(members), min(limit, len(members))),
+        members_page=ListCut.of(len(members), min(limit, len(members))),
+        links=_entity_links(graph, resolved.kind, resolved.name),
     )
+
+
+def _entity_links(graph: CatalogGraph, kind: str, name: str) -> list[Link]:
+    """A service's runbook, repository and dashboards, then the links its catalog entry
+    declares; for other kinds, the declared links alone."""
+    entity = graph.entities(kind).get(name)
+    if entity is None:
+        return []
+    links: list[Link] = []
+    if isinstance(entity, m.Service):
+        named = [("runbook", entity.runbook), ("repository", entity.repository)]
+        named += [("dashboard", url) for url in entity.dashboards]
+        links = [Link(url=url, title=title) for title, url in named if url]
+    seen = {link.url for link in links}
+    return links + [link for link in Link.all_of(entity.links) if link.url not in seen]
 
 
 async def _owner_from_history(store: Store, graph: CatalogGraph, name: str) -> Resolved | None:
@@ -321,16 +342,16 @@ async def get_service(
         dashboards=list(svc.dashboards),
         tags=list(svc.tags),
         depends_on=down[:limit],
-        depends_on_page=PageInfo.of(len(down), min(limit, len(down))),
+        depends_on_page=ListCut.of(len(down), min(limit, len(down))),
         dependents=up[:limit],
-        dependents_page=PageInfo.of(len(up), min(limit, len(up))),
+        dependents_page=ListCut.of(len(up), min(limit, len(up))),
         environments=[
             RunningIn(environment=i.environment, version=i.version, replicas=i.replicas)
             for i in running[:limit]
         ],
-        environments_page=PageInfo.of(len(running), min(limit, len(running))),
+        environments_page=ListCut.of(len(running), min(limit, len(running))),
         features=features[:limit],
-        features_page=PageInfo.of(len(features), min(limit, len(features))),
+        features_page=ListCut.of(len(features), min(limit, len(features))),
         flags=[
             FlagBrief(
                 name=f.name,
@@ -344,14 +365,15 @@ async def get_service(
             )
             for f in flags[:limit]
         ],
-        flags_page=PageInfo.of(len(flags), min(limit, len(flags))),
+        flags_page=ListCut.of(len(flags), min(limit, len(flags))),
         open_incidents=incidents,
-        open_incidents_page=PageInfo.of(open_total, len(incidents)),
+        open_incidents_page=ListCut.of(open_total, len(incidents)),
         recent_deployments=deployments,
         provenance=Provenance(
             source=svc.source,
             synced_at=svc.synced_at,
             stale=bool((source := fact_source(svc, at, stale_after)) and source.stale),
+            external_id=svc.external_id,
         ),
     )
 

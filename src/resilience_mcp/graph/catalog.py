@@ -1,8 +1,9 @@
 """An in-memory view of the catalog: the entities, their links, and the dependency graph.
 
-Built from the store in one pass (a handful of whole-table reads), kept by `GraphCache`
-until the store's catalog version moves, and never rebuilt per call. History (deployments,
-incidents, measurements) stays in the store and is queried where needed.
+Built from the store in one pass (a handful of whole-table reads of `store.GRAPH_TABLES`),
+kept by `GraphCache` until the store's graph version moves, and never rebuilt per call.
+History (deployments, incidents, flag changes, measurements) stays in the store and is
+queried where needed: writing it moves only the catalog version, so it rebuilds nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ LOOKUP_KINDS = (
 
 @dataclass
 class CatalogGraph:
+    # The store's graph version it was built at (`Store.graph_version`).
     version: int
     services: dict[str, m.Service] = field(default_factory=dict)
     teams: dict[str, m.Team] = field(default_factory=dict)
@@ -125,7 +127,7 @@ class CatalogGraph:
 async def build_graph(store: Store) -> CatalogGraph:
     """Read the catalog from the store into a `CatalogGraph`."""
     started = time.perf_counter()
-    version = await store.catalog_version()
+    version = await store.graph_version()
     async with store.session() as session:
 
         async def rows(table: type[T]) -> list[T]:
@@ -233,7 +235,7 @@ def _link(graph: CatalogGraph, links: dict[type[SQLModel], list[Any]]) -> None:
 
 
 class GraphCache:
-    """The current `CatalogGraph`, rebuilt only when the store's catalog version moves."""
+    """The current `CatalogGraph`, rebuilt only when the store's graph version moves."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -241,7 +243,7 @@ class GraphCache:
         self._lock = asyncio.Lock()
 
     async def get(self) -> CatalogGraph:
-        version = await self.store.catalog_version()
+        version = await self.store.graph_version()
         graph = self._graph
         if graph is not None and graph.version == version:
             return graph

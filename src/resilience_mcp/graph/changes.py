@@ -1,22 +1,26 @@
-"""What changed: deployments and flag changes on one timeline, newest first.
+"""What changed: deployments, flag changes and catalog edits on one timeline, newest first.
 
 Asked about services, the timeline also holds the changes to everything they depend on, at
 any depth: each entry carries the dependency path from the service asked about to the
 service that changed (or that reads the flag that changed). The window defaults to the 24
 hours before now; an environment narrows it to that environment and the tenant cells below
-it, plus changes made to every environment at once.
+it, plus changes made to every environment at once, plus changes made above it to what it
+shares with the environment above: a service it runs no copy of its own of, a flag it has
+no state of its own for (`change_scope`). Catalog edits (a service's owner, tier,
+lifecycle or dependencies, as a load or sync changed them) hold for every environment.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 from sqlmodel import col, func, select
 
 from resilience_mcp import models as m
@@ -28,7 +32,7 @@ from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
 from resilience_mcp.store import Store
 
-__all__ = ["dependency_paths", "list_recent_changes", "parse_moment"]
+__all__ = ["ChangeScope", "change_scope", "dependency_paths", "list_recent_changes", "parse_moment"]
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m)\s*$", re.IGNORECASE)
 _UNIT_HOURS = {"w": 168.0, "d": 24.0, "h": 1.0, "m": 1 / 60}
@@ -49,6 +53,62 @@ def parse_moment(value: str | None, now: datetime, *, field: str) -> datetime | 
             "a duration back from now such as 6h or 7d; give one of those."
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ChangeScope:
+    """Where a change must be made to reach some environments: in one of them (`own`), in
+    every environment at once (no environment), or in an environment above one of them
+    (`inherited`), to a thing no environment on the way down has a copy of its own of."""
+
+    own: frozenset[str]
+    # An environment above -> the things whose changes there stop at a nearer copy.
+    inherited: Mapping[str, frozenset[str]]
+
+    def covers(self, environment: str | None, name: str) -> bool:
+        """Whether a change to `name` made in `environment` reaches the environments."""
+        if environment is None or environment in self.own:
+            return True
+        stopped = self.inherited.get(environment)
+        return stopped is not None and name not in stopped
+
+    def clause(self, environment: Any, name: Any) -> Any:
+        """`covers` as a SQL condition on an environment column and a name column."""
+        whole = sorted(self.own | {env for env, stopped in self.inherited.items() if not stopped})
+        parts = [environment.is_(None), environment.in_(whole)]
+        parts += [
+            and_(environment == env, name.not_in(sorted(stopped)))
+            for env, stopped in sorted(self.inherited.items())
+            if stopped
+        ]
+        return or_(*parts)
+
+
+def change_scope(
+    graph: CatalogGraph,
+    environments: Iterable[str],
+    copies: Mapping[str, Mapping[str, object]],
+    names: Collection[str] | None = None,
+) -> ChangeScope:
+    """Where changes reach `environments` from. `copies` says, per name, the environments
+    that have their own copy of it: `graph.instances` for services (where each runs),
+    `graph.flag_states` for flags (where each has a state of its own). A change made above
+    an environment reaches it only for a name no environment on the way has a copy of; one
+    with no copy recorded anywhere is taken as shared. `names` limits the exceptions to
+    those asked about (all names in `copies` when None)."""
+    own = frozenset(environments)
+    candidates = list(copies) if names is None else list(names)
+    inherited: dict[str, frozenset[str]] = {}
+    for env in own:
+        stopped: set[str] = set()
+        for below, above in pairwise(graph.environment_lineage(env)):
+            stopped |= {n for n in candidates if below in copies.get(n, {})}
+            if above in own:
+                continue
+            # Reached from any of the environments is reached: what all of them stop.
+            found = inherited.get(above)
+            inherited[above] = frozenset(stopped if found is None else found & stopped)
+    return ChangeScope(own=own, inherited=inherited)
 
 
 def dependency_paths(graph: CatalogGraph, services: Iterable[str]) -> dict[str, list[str]]:
@@ -96,7 +156,8 @@ async def list_recent_changes(
     limit: int = 20,
     offset: int = 0,
 ) -> ChangeTimeline:
-    """Deployments and flag changes in a window, newest first, through dependencies."""
+    """Deployments, flag changes and catalog edits in a window, newest first, through
+    dependencies."""
     notes: list[str] = []
     until = until or now
     since = since or until - RECENT
@@ -115,14 +176,20 @@ async def list_recent_changes(
 
     paths = dependency_paths(graph, asked) if asked else None
     flag_paths = _flag_paths(graph, paths) if paths is not None else None
-    scope = graph.environment_scope(env) if env else None
-    window = _Window(since, until, scope, offset + limit)
+    deployed = flagged = None
+    if env:
+        cells = graph.environment_scope(env)
+        deployed = change_scope(graph, cells, graph.instances, paths)
+        flagged = change_scope(graph, cells, graph.flag_states, flag_paths)
+    window = _Window(since, until, offset + limit, deployed, flagged)
     async with store.session() as session:
         dep_total, deployments = await _deployments(session, window, paths)
         flag_total, flag_changes = await _flag_changes(session, window, flag_paths)
+        edit_total, edits = await _catalog_changes(session, window, paths)
 
     entries = [_deployment_entry(graph, d, paths) for d in deployments]
     entries += [_flag_entry(graph, c, flag_paths) for c in flag_changes]
+    entries += [_catalog_entry(c, paths) for c in edits]
     # Stable, and in the order each query gave: a page boundary never drops or repeats one.
     entries.sort(key=lambda e: (-e.at.timestamp(), e.kind, e.name))
     shown = entries[offset : offset + limit]
@@ -134,30 +201,33 @@ async def list_recent_changes(
         dependencies_included=len(paths) - len(asked) if paths is not None else 0,
         notes=notes,
         changes=shown,
-        page=PageInfo.of(dep_total + flag_total, len(shown), offset),
+        page=PageInfo.of(dep_total + flag_total + edit_total, len(shown), offset),
     )
 
 
 @dataclass(frozen=True)
 class _Window:
-    """The part of the timeline asked for: a time range, environments, how many rows."""
+    """The part of the timeline asked for: a time range, how many rows, and where a
+    deployment or a flag change must be made to count (anywhere when None)."""
 
     since: datetime
     until: datetime
-    scope: set[str] | None
     rows: int
+    deployed: ChangeScope | None = None
+    flagged: ChangeScope | None = None
 
-    def where(self, at: Any, environment: Any) -> list[Any]:
-        clauses = [at >= self.since, at <= self.until]
-        if self.scope is not None:
-            clauses.append(or_(environment.in_(self.scope), environment.is_(None)))
-        return clauses
+    def when(self, at: Any) -> list[Any]:
+        return [at >= self.since, at <= self.until]
 
 
 async def _deployments(
     session: Any, window: _Window, paths: dict[str, list[str]] | None
 ) -> tuple[int, list[m.Deployment]]:
-    where = window.where(col(m.Deployment.deploy_time), col(m.Deployment.environment))
+    where = window.when(col(m.Deployment.deploy_time))
+    if window.deployed is not None:
+        where.append(
+            window.deployed.clause(col(m.Deployment.environment), col(m.Deployment.service))
+        )
     if paths is not None:
         where.append(col(m.Deployment.service).in_(list(paths)))
     total = await session.execute(select(func.count()).select_from(m.Deployment).where(*where))
@@ -175,7 +245,9 @@ async def _flag_changes(
 ) -> tuple[int, list[m.FlagChange]]:
     if flag_paths is not None and not flag_paths:
         return 0, []
-    where = window.where(col(m.FlagChange.at), col(m.FlagChange.environment))
+    where = window.when(col(m.FlagChange.at))
+    if window.flagged is not None:
+        where.append(window.flagged.clause(col(m.FlagChange.environment), col(m.FlagChange.flag)))
     if flag_paths is not None:
         where.append(col(m.FlagChange.flag).in_(list(flag_paths)))
     total = await session.execute(select(func.count()).select_from(m.FlagChange).where(*where))
@@ -183,6 +255,24 @@ async def _flag_changes(
         select(m.FlagChange)
         .where(*where)
         .order_by(col(m.FlagChange.at).desc(), col(m.FlagChange.flag), col(m.FlagChange.id).desc())
+        .limit(window.rows)
+    )
+    return int(total.scalar_one()), list(rows.scalars().all())
+
+
+async def _catalog_changes(
+    session: Any, window: _Window, paths: dict[str, list[str]] | None
+) -> tuple[int, list[m.CatalogChange]]:
+    where = [*window.when(col(m.CatalogChange.at)), col(m.CatalogChange.kind) == "Service"]
+    if paths is not None:
+        where.append(col(m.CatalogChange.name).in_(list(paths)))
+    total = await session.execute(select(func.count()).select_from(m.CatalogChange).where(*where))
+    rows = await session.execute(
+        select(m.CatalogChange)
+        .where(*where)
+        .order_by(
+            col(m.CatalogChange.at).desc(), col(m.CatalogChange.name), col(m.CatalogChange.id)
+        )
         .limit(window.rows)
     )
     return int(total.scalar_one()), list(rows.scalars().all())
@@ -233,7 +323,35 @@ def _flag_entry(
         tenant=_tenant(graph, row.environment),
         summary=f"flag {key} in {where}: {change}",
         by=row.by,
+        before=row.from_state,
+        after=row.to_state,
         link=links[0] if links else None,
         reason=row.reason,
         path=path,
     )
+
+
+def _catalog_entry(row: m.CatalogChange, paths: dict[str, list[str]] | None) -> ChangeEntry:
+    return ChangeEntry(
+        kind="catalog",
+        at=row.at,
+        name=row.name,
+        field=row.field,
+        service=row.name,
+        summary=f"{row.field} of {row.name}: {_edit_text(row)}",
+        by=row.source,
+        before=row.from_value,
+        after=row.to_value,
+        path=paths.get(row.name, []) if paths is not None else [],
+    )
+
+
+def _edit_text(row: m.CatalogChange) -> str:
+    """`team-a -> team-b`; for a list (dependencies), what was added and removed."""
+    if row.field != "dependencies":
+        return f"{row.from_value or '(none)'} -> {row.to_value or '(none)'}"
+    before = set((row.from_value or "").split(", ")) - {""}
+    after = set((row.to_value or "").split(", ")) - {""}
+    added, removed = sorted(after - before), sorted(before - after)
+    parts = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
+    return ", ".join(parts) or "changed"

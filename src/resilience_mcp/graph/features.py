@@ -26,7 +26,7 @@ from resilience_mcp.graph.names import Resolved, normalise_name
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.graph.provenance import STALE_AFTER, add_state_sources
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.common import ListCut, PageInfo
 from resilience_mcp.models.flags import (
     CustomerBrief,
     Entitlements,
@@ -372,12 +372,12 @@ async def get_feature(
         description=feature.description,
         owner=owner_summary(graph, "Feature", feature.name, now),
         services=services[:limit],
-        services_page=PageInfo.of(len(services), min(limit, len(services))),
+        services_page=ListCut.of(len(services), min(limit, len(services))),
         flags=[
             _summary(graph, flag, _flag_states(graph, flag.name, None), recent_changes)
             for flag in flags[:limit]
         ],
-        flags_page=PageInfo.of(len(flags), min(limit, len(flags))),
+        flags_page=ListCut.of(len(flags), min(limit, len(flags))),
         customers=_entitlements(graph, graph.feature_customers.get(feature.name, ()), customers),
         open_incidents=incidents,
     )

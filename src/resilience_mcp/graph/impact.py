@@ -13,6 +13,12 @@ except a cell that runs its own copy of every failing service (a dedicated tenan
 with its own stack is not hit by a failure in the shared cell above it). Customers served
 from an environment above count too, unless the failure is in a tenant's own cell. A
 service known to run elsewhere only is not affected.
+
+The likely culprits are the changes in the window before the failure: deployments of the
+failing services and changes of the flags on what is affected, where the failure is. A
+change made in an environment above counts only for what a cell shares with it
+(`change_scope`): a deployment to prod-eu is no suspect in a tenant cell below it that runs
+its own copy of the service.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph.cards import flag_state_text, owner_summary
 from resilience_mcp.graph.cards import resolve_entity as resolve_name
 from resilience_mcp.graph.catalog import CatalogGraph
+from resilience_mcp.graph.changes import ChangeScope, change_scope
 from resilience_mcp.graph.features import resolve_environment, resolve_flag
 from resilience_mcp.graph.mermaid import impact_flowchart
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.graph.walk import Walk, walk_dependencies
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.common import Link, ListCut, PageInfo
+from resilience_mcp.models.flags import FlagChangeView
 from resilience_mcp.models.impact import (
     NAMED,
     AffectedCustomer,
@@ -287,6 +295,7 @@ async def compute_impact(
 
     impact = find_impact(graph, failing, envs, reported_features=found.features if found else ())
     impact.environment = envs[0] if len(envs) == 1 else None
+    levers = _rank_levers(graph, impact, found.flags if found else [])
     gone = [s for s in failing if s not in graph.services]
     if gone:
         notes.append(f"Not in the catalog any more, so left out: {', '.join(gone)}.")
@@ -301,10 +310,19 @@ async def compute_impact(
         # Plain row reads: the Core connection skips the ORM's per-statement work.
         conn = await session.connection()
         deployments = await _recent_deployments(conn, impact, found, start, end, limit, graph)
+        flipped = await _recent_flag_changes(conn, graph, impact, levers, start, end)
         past = await _past_incidents(conn, impact, found, before, limit)
-    answer = _shape(graph, impact, now, limit, notes + impact.notes, found, envs)
+    answer = _shape(graph, impact, now, limit, notes + impact.notes, found, envs, levers)
     answer.deployments, answer.deployments_page = deployments
     answer.deployments_since = start
+    answer.flag_changes = flipped[:limit]
+    answer.flag_changes_page = ListCut.of(len(flipped), len(answer.flag_changes))
+    # Newest first, so the first change met of each flag is its last.
+    last_changed: dict[str, datetime] = {}
+    for change in flipped:
+        last_changed.setdefault(change.flag, change.at)
+    for lever in answer.flags:
+        lever.changed_at = last_changed.get(lever.name)
     answer.past_incidents, answer.past_incidents_page = past
     if diagram:
         answer.diagram = impact_flowchart(graph, impact.walk, impact.failing)
@@ -384,10 +402,11 @@ def _shape(
     notes: list[str],
     incident: _Incident | None,
     envs: list[str],
+    ranking: _Levers,
 ) -> ImpactAnswer:
     """The answer, with only each list's first `limit` items built."""
     ranked = impact.services()
-    levers, levers_total = _levers(graph, impact, incident.flags if incident else [], envs, limit)
+    levers, levers_total = _levers(graph, ranking, envs, limit)
     owners_shown = min(limit, OWNERS)
     owners, owners_total = _owners(graph, impact, now, owners_shown)
     customers = impact.customers
@@ -399,26 +418,34 @@ def _shape(
         environment=impact.environment,
         environments=sorted(impact.affected_envs or ()),
         notes=notes,
+        runbooks=_runbooks(graph, impact.failing),
         services=[_impacted(graph, impact, s) for s in ranked[:limit]],
-        services_page=PageInfo.of(len(ranked), min(limit, len(ranked))),
+        services_page=ListCut.of(len(ranked), min(limit, len(ranked))),
         down=len(impact.walk.hard_depth) - len(impact.failing),
         degraded=len(impact.walk.soft_depth),
         features=_feature_list(graph, impact, limit),
-        features_page=PageInfo.of(len(impact.features), min(limit, len(impact.features))),
+        features_page=ListCut.of(len(impact.features), min(limit, len(impact.features))),
         flags=levers,
-        flags_page=PageInfo.of(levers_total, len(levers)),
+        flags_page=ListCut.of(levers_total, len(levers)),
         customers=_customer_models(graph, customers[:limit]),
-        customers_page=PageInfo.of(len(customers), min(limit, len(customers))),
+        customers_page=ListCut.of(len(customers), min(limit, len(customers))),
         customers_by_plan=_by_plan(customers),
         customers_weight=sum(c.weight for c in customers),
         owners=owners,
-        owners_page=PageInfo.of(owners_total, len(owners)),
+        owners_page=ListCut.of(owners_total, len(owners)),
         deployments=[],
-        deployments_page=PageInfo.of(0, 0),
+        deployments_page=ListCut.of(0, 0),
         deployments_since=now,
+        flag_changes=[],
+        flag_changes_page=ListCut.of(0, 0),
         past_incidents=[],
-        past_incidents_page=PageInfo.of(0, 0),
+        past_incidents_page=ListCut.of(0, 0),
     )
+
+
+def _runbooks(graph: CatalogGraph, failing: list[str]) -> list[Link]:
+    services = [graph.services.get(name) for name in failing]
+    return [Link(url=s.runbook, title=s.name) for s in services if s is not None and s.runbook]
 
 
 def _incident_brief(row: m.Incident) -> IncidentBrief:
@@ -458,15 +485,18 @@ def _feature_list(graph: CatalogGraph, impact: Impact, limit: int) -> list[Impac
     ]
 
 
-def _levers(
-    graph: CatalogGraph,
-    impact: Impact,
-    named: Sequence[str],
-    envs: Sequence[str],
-    limit: int,
-) -> tuple[list[FlagLever], int]:
-    """Flags on affected features and services, the first `limit` of them and how many in
-    all: kill switches first, then the flags the incident names, then by how telling the
+@dataclass
+class _Levers:
+    """The flags on affected features and services, ranked, with why each is one and the
+    affected services that read it."""
+
+    ranked: list[str]
+    why: dict[str, str]
+    readers: dict[str, list[str]]
+
+
+def _rank_levers(graph: CatalogGraph, impact: Impact, named: Sequence[str]) -> _Levers:
+    """Kill switches first, then the flags the incident names, then by how telling the
     feature or service they relate to is."""
     rank: dict[str, tuple[int, int]] = {}
     why: dict[str, str] = {}
@@ -491,20 +521,27 @@ def _levers(
         return (graph.flags[flag].purpose != "kill-switch", rank[flag], graph.flags[flag].key)
 
     ranked = sorted((f for f in why if f in graph.flags), key=order)
-    levers = [
+    return _Levers(ranked, why, readers)
+
+
+def _levers(
+    graph: CatalogGraph, levers: _Levers, envs: Sequence[str], limit: int
+) -> tuple[list[FlagLever], int]:
+    """The first `limit` levers, and how many in all."""
+    shown = [
         FlagLever(
             name=flag,
             key=graph.flags[flag].key,
             purpose=graph.flags[flag].purpose,
             kill_switch=graph.flags[flag].purpose == "kill-switch",
             feature=graph.flags[flag].feature,
-            services=readers.get(flag, [])[:INNER],
+            services=levers.readers.get(flag, [])[:INNER],
             states=_states(graph, flag, envs),
-            why=why[flag],
+            why=levers.why[flag],
         )
-        for flag in ranked[:limit]
+        for flag in levers.ranked[:limit]
     ]
-    return levers, len(ranked)
+    return shown, len(levers.ranked)
 
 
 def _states(graph: CatalogGraph, flag: str, envs: Sequence[str]) -> dict[str, str]:
@@ -560,6 +597,15 @@ _DEPLOYMENT_COLUMNS = (
     col(m.Deployment.author),
     col(m.Deployment.commit),
 )
+_FLAG_CHANGE_COLUMNS = (
+    col(m.FlagChange.flag),
+    col(m.FlagChange.environment),
+    col(m.FlagChange.at),
+    col(m.FlagChange.by),
+    col(m.FlagChange.from_state),
+    col(m.FlagChange.to_state),
+    col(m.FlagChange.reason),
+)
 _INCIDENT_COLUMNS = (
     col(m.Incident.name),
     col(m.Incident.title),
@@ -578,24 +624,20 @@ async def _recent_deployments(
     now: datetime,
     limit: int,
     graph: CatalogGraph,
-) -> tuple[list[RecentDeployment], PageInfo]:
-    """Deployments of the failing services in the window, the incident's suspects first."""
+) -> tuple[list[RecentDeployment], ListCut]:
+    """Deployments of the failing services in the window, where the failure is, the
+    incident's suspects first."""
     if not impact.failing:
-        return [], PageInfo.of(0, 0)
+        return [], ListCut.of(0, 0)
     where = [
         col(m.Deployment.service).in_(impact.failing),
         col(m.Deployment.deploy_time) >= since,
         col(m.Deployment.deploy_time) <= now,
     ]
-    scope: set[str] | None = None
+    scope: ChangeScope | None = None
     if impact.affected_envs is not None:
-        scope = set(impact.affected_envs)
-        for env in list(scope):
-            scope.update(graph.environment_lineage(env))
-        where.append(
-            col(m.Deployment.environment).in_(sorted(scope))
-            | col(m.Deployment.environment).is_(None)
-        )
+        scope = change_scope(graph, impact.affected_envs, graph.instances, impact.failing)
+        where.append(scope.clause(col(m.Deployment.environment), col(m.Deployment.service)))
     # One round trip: the page and, on each row, how many matched in all.
     rows = await conn.execute(
         select_rows(*_DEPLOYMENT_COLUMNS, func.count().over())
@@ -620,7 +662,7 @@ async def _recent_deployments(
     # Suspects outside the window are shown too, and counted on top of it.
     outside = sum(1 for d in suspects if not _in_window(d, impact, since, now, scope))
     shown = [*suspects, *(d for d in recent if d.name not in named)][:limit]
-    return shown, PageInfo.of(total + outside, len(shown))
+    return shown, ListCut.of(total + outside, len(shown))
 
 
 def _deployment(row: Any, *, suspected: bool = False) -> RecentDeployment:
@@ -643,11 +685,50 @@ def _in_window(
     impact: Impact,
     since: datetime,
     now: datetime,
-    scope: set[str] | None,
+    scope: ChangeScope | None,
 ) -> bool:
-    env_ok = scope is None or deployment.environment is None or deployment.environment in scope
+    env_ok = scope is None or scope.covers(deployment.environment, deployment.service)
     timely = since <= deployment.deploy_time <= now
     return deployment.service in impact.failing and timely and env_ok
+
+
+async def _recent_flag_changes(
+    conn: AsyncConnection,
+    graph: CatalogGraph,
+    impact: Impact,
+    levers: _Levers,
+    since: datetime,
+    until: datetime,
+) -> list[FlagChangeView]:
+    """Every change of a lever in the window, where the failure is, newest first.
+
+    A window holds few flag changes beside the levers of a wide failure, so they are read
+    whole and matched here rather than naming every lever in the query."""
+    if not levers.ranked:
+        return []
+    scope = None
+    if impact.affected_envs is not None:
+        scope = change_scope(graph, impact.affected_envs, graph.flag_states, levers.ranked)
+    rows = await conn.execute(
+        select_rows(*_FLAG_CHANGE_COLUMNS)
+        .where(col(m.FlagChange.at) >= since, col(m.FlagChange.at) <= until)
+        .order_by(col(m.FlagChange.at).desc(), col(m.FlagChange.flag), col(m.FlagChange.id).desc())
+    )
+    wanted = set(levers.ranked)
+    return [
+        FlagChangeView(
+            flag=flag,
+            key=graph.flags[flag].key,
+            environment=environment,
+            at=at,
+            by=by,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+        )
+        for flag, environment, at, by, from_state, to_state, reason in rows.all()
+        if flag in wanted and (scope is None or scope.covers(environment, flag))
+    ]
 
 
 async def _past_incidents(
@@ -656,10 +737,10 @@ async def _past_incidents(
     incident: _Incident | None,
     before: datetime,
     limit: int,
-) -> tuple[list[PastIncident], PageInfo]:
+) -> tuple[list[PastIncident], ListCut]:
     """Incidents on the failing services that started before `before`, newest first."""
     if not impact.failing:
-        return [], PageInfo.of(0, 0)
+        return [], ListCut.of(0, 0)
     linked = select(m.IncidentLink.incident).where(
         col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target).in_(impact.failing)
     )
@@ -691,7 +772,7 @@ async def _past_incidents(
         )
         for key, title, severity, status, started_at, resolved_at, _total in page
     ]
-    return past, PageInfo.of(total, len(past))
+    return past, ListCut.of(total, len(past))
 
 
 async def _shared_services(
@@ -760,7 +841,7 @@ def compute_customer_impact(
         environments=sorted(impact.affected_envs or ()),
         notes=notes,
         features=_feature_list(graph, impact, limit),
-        features_page=PageInfo.of(len(impact.features), min(limit, len(impact.features))),
+        features_page=ListCut.of(len(impact.features), min(limit, len(impact.features))),
         customers=page,
         page=PageInfo.of(len(impact.customers), len(page), offset),
         by_plan=_by_plan(impact.customers),

@@ -22,7 +22,7 @@ from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.graph.provenance import STALE_AFTER, fact_source_at
-from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.common import Link, ListCut, PageInfo
 from resilience_mcp.models.incidents import (
     IncidentList,
     IncidentRecord,
@@ -88,6 +88,7 @@ def task_brief(task: m.RemediationTask, now: datetime) -> TaskBrief:
         priority=task.priority,
         owner=task.owner,
         due_date=task.due_date,
+        version=task.version,
         completed_at=task.completed_at,
         overdue=_overdue(task, now),
         incident=task.incident,
@@ -199,6 +200,7 @@ async def get_incident(
     customers = links.get("customer", [])
     return IncidentRecord(
         key=incident.name,
+        version=incident.version,
         title=incident.title,
         summary=incident.summary,
         severity=incident.severity,
@@ -220,12 +222,13 @@ async def get_incident(
         flags=links.get("flag", []),
         deployments=links.get("deployment", []),
         customers=customers[:customer_limit],
-        customers_page=PageInfo.of(len(customers), min(customer_limit, len(customers))),
+        customers_page=ListCut.of(len(customers), min(customer_limit, len(customers))),
         timeline=timeline[:timeline_limit],
-        timeline_page=PageInfo.of(len(timeline), min(timeline_limit, len(timeline))),
+        timeline_page=ListCut.of(len(timeline), min(timeline_limit, len(timeline))),
         postmortem=postmortem,
         tasks=[task_brief(t, now) for t in tasks[:task_limit]],
-        tasks_page=PageInfo.of(len(tasks), min(task_limit, len(tasks))),
+        tasks_page=ListCut.of(len(tasks), min(task_limit, len(tasks))),
+        links=Link.all_of(incident.links),
         source=fact_source_at(incident.source, incident.synced_at, now, stale_after),
         external_id=incident.external_id,
     )

@@ -1,8 +1,10 @@
 """Mermaid flowcharts of a walk, which agents and chat tools render as a diagram.
 
 Arrows point from a service to what it depends on; a dashed arrow is a soft dependency.
-A chart holds at most `max_nodes` services (the nearest first) and says how many it left
-out, so it stays readable and small.
+Every dependency between two services in the chart is drawn, not only those the walk went
+along: two failing services that depend on each other are linked. A chart holds at most
+`max_nodes` services (the nearest first) and says how many it left out, so it stays
+readable and small.
 """
 
 from __future__ import annotations
@@ -96,6 +98,12 @@ def _edges(graph: CatalogGraph, walk: Walk, chosen: list[str], ids: dict[str, st
             # Walking up, each step is needed by the next; walking down, it needs it.
             source, target = (b, a) if walk.direction == "up" else (a, b)
             drawn[(source, target)] = None
+    # Then the links the walk did not go along: between the starts, or across branches.
+    shown = set(chosen)
+    for source in chosen:
+        if source in deps:
+            for target in sorted(set(deps.successors(source)) & shown):
+                drawn.setdefault((source, target), None)
     lines = []
     for source, target in drawn:
         hard = bool(deps.edges[source, target].get("hard", True))

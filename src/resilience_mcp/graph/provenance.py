@@ -25,12 +25,19 @@ STALE_AFTER = timedelta(hours=24 * 7)
 
 
 def fact_source_at(
-    source: str, synced_at: datetime, at: datetime, stale_after: timedelta
+    source: str,
+    synced_at: datetime,
+    at: datetime,
+    stale_after: timedelta,
+    external_id: str | None = None,
 ) -> FactSource:
-    """A fact's source and age at `at`; stale when it is synced and older than allowed."""
+    """A fact's source, its id there, and its age at `at`; stale when it is synced and
+    older than allowed."""
     age = max((at - synced_at).total_seconds(), 0.0)
     stale = is_synced_source(source) and age > stale_after.total_seconds()
-    return FactSource(source=source, synced_at=synced_at, age_seconds=age, stale=stale)
+    return FactSource(
+        source=source, synced_at=synced_at, age_seconds=age, stale=stale, external_id=external_id
+    )
 
 
 async def add_state_sources(

@@ -27,7 +27,7 @@ from resilience_mcp.metrics.scope import (
     median,
     resolve_window,
 )
-from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.common import ListCut
 from resilience_mcp.models.metrics import (
     Band,
     ChangeFailureRate,
@@ -208,11 +208,11 @@ async def get_dora_metrics(
     whole = compute_dora(history, start, end)
 
     periods: list[DoraPeriod] = []
-    page: PageInfo | None = None
+    page: ListCut | None = None
     if group_by in ("week", "month"):
         spans = calendar_weeks(start, end) if group_by == "week" else calendar_months(start, end)
         periods = [_period(history, max(a, start), min(b, end)) for a, b in spans]
-        page = PageInfo(
+        page = ListCut(
             total=len(periods), returned=min(limit, len(periods)), truncated=len(periods) > limit
         )
         periods = periods[-limit:]

@@ -39,7 +39,7 @@ from resilience_mcp.metrics.scope import (
 )
 from resilience_mcp.metrics.slo import compute_slo_statuses, load_slos
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import PageInfo
+from resilience_mcp.models.common import ListCut
 from resilience_mcp.models.metrics import (
     DurationStats,
     FlakyComponent,
@@ -443,9 +443,9 @@ async def get_reliability(
         time_to_resolve=duration_stats(_minutes(i.started_at, i.resolved_at) for i in incidents),
         mtbf=mtbf,
         flakiest=flakiest[:limit],
-        flakiest_page=PageInfo.of(len(flakiest), min(limit, len(flakiest))),
+        flakiest_page=ListCut.of(len(flakiest), min(limit, len(flakiest))),
         slos=slos[:5],
-        slos_page=PageInfo.of(len(slos), min(5, len(slos))),
+        slos_page=ListCut.of(len(slos), min(5, len(slos))),
         recent_incidents=[i.brief() for i in recent],
     )
 

@@ -6,7 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from resilience_mcp.models.common import Answer, OwnerSummary, PageInfo, PersonSummary
+from resilience_mcp.models.common import (
+    Answer,
+    Link,
+    ListCut,
+    OwnerSummary,
+    PageInfo,
+    PersonSummary,
+)
 
 __all__ = [
     "DependencyEdge",
@@ -26,6 +33,11 @@ class Provenance(BaseModel):
     source: str
     synced_at: datetime
     stale: bool = False
+    external_id: str | None = Field(
+        default=None,
+        description="Its id in the system it was synced from (a Backstage uid), when that "
+        "system gives one.",
+    )
 
 
 class OwnerAnswer(Answer):
@@ -37,7 +49,12 @@ class OwnerAnswer(Answer):
     owner: OwnerSummary
     parent_team: str | None = None
     members: list[PersonSummary] = Field(default_factory=list)
-    members_page: PageInfo
+    members_page: ListCut
+    links: list[Link] = Field(
+        default_factory=list,
+        description="Where to look next: a service's runbook, repository and dashboards, or "
+        "the links the catalog gives the entity.",
+    )
 
     def text(self) -> str:
         asked = f" (taken for {self.corrected_from!r})" if self.corrected_from else ""
@@ -48,6 +65,9 @@ class OwnerAnswer(Answer):
             names = ", ".join(p.title or p.name for p in self.members)
             lines.append(f"members: {names}{self.members_page.note('members')}")
         return "\n".join(lines)
+
+    def card_links(self) -> list[str]:
+        return [link.url for link in self.links] + [self.owner.chat_channel or ""]
 
 
 class DependencyEdge(BaseModel):
@@ -110,17 +130,17 @@ class ServiceCard(Answer):
     dashboards: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     depends_on: list[DependencyEdge] = Field(default_factory=list)
-    depends_on_page: PageInfo
+    depends_on_page: ListCut
     dependents: list[DependencyEdge] = Field(default_factory=list)
-    dependents_page: PageInfo
+    dependents_page: ListCut
     environments: list[RunningIn] = Field(default_factory=list)
-    environments_page: PageInfo
+    environments_page: ListCut
     features: list[str] = Field(default_factory=list)
-    features_page: PageInfo
+    features_page: ListCut
     flags: list[FlagBrief] = Field(default_factory=list)
-    flags_page: PageInfo
+    flags_page: ListCut
     open_incidents: list[IncidentBrief] = Field(default_factory=list)
-    open_incidents_page: PageInfo
+    open_incidents_page: ListCut
     recent_deployments: list[DeploymentBrief] = Field(default_factory=list)
     provenance: Provenance
 
@@ -134,10 +154,12 @@ class ServiceCard(Answer):
             lines.append(f"runbook: {self.runbook}")
         if self.depends_on:
             deps = ", ".join(d.service + ("" if d.hard else " (soft)") for d in self.depends_on)
-            lines.append(f"depends on: {deps}{self.depends_on_page.note('dependencies')}")
+            rest = "get_dependencies lists them all"
+            lines.append(f"depends on: {deps}{self.depends_on_page.note('dependencies', rest)}")
         if self.dependents:
             deps = ", ".join(d.service for d in self.dependents)
-            lines.append(f"used by: {deps}{self.dependents_page.note('dependents')}")
+            rest = "get_dependencies with direction up lists them all"
+            lines.append(f"used by: {deps}{self.dependents_page.note('dependents', rest)}")
         if self.environments:
             envs = ", ".join(f"{e.environment} {e.version or '?'}" for e in self.environments)
             lines.append(f"runs in: {envs}{self.environments_page.note('environments')}")
@@ -147,8 +169,15 @@ class ServiceCard(Answer):
         for inc in self.open_incidents:
             lines.append(f"OPEN {inc.key} {inc.severity} {inc.status}: {inc.title}")
         if self.open_incidents_page.truncated:
-            lines.append(f"... {self.open_incidents_page.total} open incidents in all")
+            lines.append(
+                f"... {self.open_incidents_page.total} open incidents in all; list_incidents "
+                "with status open lists them"
+            )
         return "\n".join(lines)
+
+    def card_links(self) -> list[str]:
+        links = [self.runbook or "", self.repository or "", *self.dashboards]
+        return [*links, self.owner.chat_channel or ""]
 
 
 class SearchHit(BaseModel):

@@ -76,8 +76,13 @@ class SourceConfig(_Settings):
 
     name: str = Field(pattern=_SLUG, description="What `resilience-mcp sync NAME` calls it.")
     type: SourceType
-    url: str | None = Field(default=None, description="Base URL (Backstage, PagerDuty, flagd).")
-    path: str | None = Field(default=None, description="A folder (backstage-files).")
+    url: str | None = Field(
+        default=None,
+        description="Base URL (Backstage, PagerDuty), or the URL of flagd's flag definitions.",
+    )
+    path: str | None = Field(
+        default=None, description="A folder (backstage-files), or a flagd flag file (flagd)."
+    )
     token_env: str | None = Field(
         default=None, pattern=_ENV_NAME, description="The environment variable with the token."
     )
@@ -120,8 +125,12 @@ class SourceConfig(_Settings):
     def _where_to_read(self) -> SourceConfig:
         if self.type == "backstage-files" and not self.path:
             raise ValueError(f"source {self.name} (backstage-files) needs a path")
-        if self.type in ("backstage", "flagd") and not self.url:
-            raise ValueError(f"source {self.name} ({self.type}) needs a url")
+        if self.type == "backstage" and not self.url:
+            raise ValueError(f"source {self.name} (backstage) needs a url")
+        if self.type == "flagd" and bool(self.url) == bool(self.path):
+            raise ValueError(
+                f"source {self.name} (flagd) needs either a url or the path of a flag file"
+            )
         if self.type == "flagd" and not self.environment:
             raise ValueError(f"source {self.name} (flagd) needs the environment its flags are for")
         if self.push is not None and self.type != "flagd":

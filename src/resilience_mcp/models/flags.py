@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import Answer, FactSource, OwnerSummary, PageInfo
+from resilience_mcp.models.common import Answer, FactSource, ListCut, OwnerSummary, PageInfo
 
 __all__ = [
     "ChangeEntry",
@@ -168,9 +168,9 @@ class FeatureCard(Answer):
     description: str | None = None
     owner: OwnerSummary
     services: list[ServiceBrief] = Field(default_factory=list)
-    services_page: PageInfo
+    services_page: ListCut
     flags: list[FlagSummary] = Field(default_factory=list)
-    flags_page: PageInfo
+    flags_page: ListCut
     customers: Entitlements
     open_incidents: list[IncidentBrief] = Field(default_factory=list)
 
@@ -183,7 +183,8 @@ class FeatureCard(Answer):
             lines.append(f"services: {names}{self.services_page.note('services')}")
         lines += [f"- {f.line()}" for f in self.flags]
         if self.flags_page.truncated:
-            lines.append(self.flags_page.note("flags").strip())
+            rest = "list_feature_flags with feature lists them all"
+            lines.append(self.flags_page.note("flags", rest).strip())
         plans = ", ".join(f"{n} {plan}" for plan, n in self.customers.by_plan.items())
         top = ", ".join(c.title or c.name for c in self.customers.top)
         lines.append(f"customers entitled: {self.customers.total} ({plans or 'none'})")
@@ -195,24 +196,40 @@ class FeatureCard(Answer):
 
 
 class ChangeEntry(BaseModel):
-    """A deployment or a flag change, and how it bears on the services asked about."""
+    """A deployment, a flag change or a catalog edit, and how it bears on the services
+    asked about."""
 
-    kind: Literal["deployment", "flag"]
+    kind: Literal["deployment", "flag", "catalog"] = Field(
+        description="catalog: a load or sync changed a service's owner, tier, lifecycle or "
+        "dependencies."
+    )
     at: datetime
-    name: str = Field(description="The deployment's name, or the flag's name.")
+    name: str = Field(description="The deployment's name, the flag's name, or the service edited.")
     key: str | None = Field(default=None, description="The flag's key, for a flag change.")
+    field: str | None = Field(
+        default=None, description="The field a catalog edit changed, such as owner."
+    )
     service: str | None = Field(
         default=None,
-        description="The service deployed, or the service reading the flag that lies on the "
-        "path from what was asked (null when nothing was asked and the flag names no service).",
+        description="The service deployed or edited, or the service reading the flag that "
+        "lies on the path from what was asked (null when nothing was asked and the flag names "
+        "no service).",
     )
-    environment: str | None = None
+    environment: str | None = Field(
+        default=None, description="Null when the change holds for every environment."
+    )
     tenant: str | None = None
     summary: str
-    by: str | None = Field(default=None, description="Who or what made the change.")
+    by: str | None = Field(
+        default=None, description="Who or what made the change; the source, for a catalog edit."
+    )
     link: str | None = None
     reason: str | None = None
     status: str | None = Field(default=None, description="A deployment's outcome.")
+    before: str | None = Field(
+        default=None, description="A flag's state, or a catalog field's value, before."
+    )
+    after: str | None = Field(default=None, description="The same, after the change.")
     path: list[str] = Field(
         default_factory=list,
         description="From a service asked about, along its dependencies, to `service`; one "

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from resilience_mcp.models.catalog import DeploymentBrief, IncidentBrief
-from resilience_mcp.models.common import Answer, OwnerSummary, PageInfo
+from resilience_mcp.models.common import Answer, Link, ListCut, OwnerSummary, PageInfo
+from resilience_mcp.models.flags import FlagChangeView
 
 __all__ = [
     "NAMED",
@@ -84,6 +85,11 @@ class FlagLever(BaseModel):
         default_factory=dict, description="Environment -> on, off, a rollout % or a variant."
     )
     why: str = Field(description="How the flag relates to the impact.")
+    changed_at: datetime | None = Field(
+        default=None,
+        description="Its last change where the impact is, in the window of `flag_changes`; "
+        "null when it did not change then.",
+    )
 
 
 class AffectedCustomer(BaseModel):
@@ -129,25 +135,35 @@ class ImpactAnswer(Answer):
         default_factory=list, description="Every environment counted as affected."
     )
     notes: list[str] = Field(default_factory=list)
+    runbooks: list[Link] = Field(
+        default_factory=list, description="The failing services' runbooks, titled by service."
+    )
     services: list[ImpactedService]
-    services_page: PageInfo
+    services_page: ListCut
     down: int = Field(description="How many services go down with the failing ones.")
     degraded: int = Field(description="How many are degraded through a soft dependency.")
     features: list[ImpactedFeature]
-    features_page: PageInfo
+    features_page: ListCut
     flags: list[FlagLever]
-    flags_page: PageInfo
+    flags_page: ListCut
     customers: list[AffectedCustomer]
-    customers_page: PageInfo
+    customers_page: ListCut
     customers_by_plan: dict[str, int] = Field(default_factory=dict)
     customers_weight: float = Field(default=0.0, description="Sum of affected customers' weight.")
     owners: list[OwnerToCall]
-    owners_page: PageInfo
+    owners_page: ListCut
     deployments: list[RecentDeployment]
-    deployments_page: PageInfo
+    deployments_page: ListCut
     deployments_since: datetime
+    flag_changes: list[FlagChangeView] = Field(
+        default_factory=list,
+        description="Changes of the flags above (and any other on an affected feature or "
+        "service) where the impact is, since `deployments_since`, newest first: a flag flip "
+        "is a likely culprit like a deployment.",
+    )
+    flag_changes_page: ListCut = Field(default_factory=lambda: ListCut.of(0, 0))
     past_incidents: list[PastIncident]
-    past_incidents_page: PageInfo
+    past_incidents_page: ListCut
     diagram: str | None = Field(default=None, description="A Mermaid flowchart, when asked for.")
 
     def text(self) -> str:
@@ -174,21 +190,53 @@ class ImpactAnswer(Answer):
             lines.append(f"customers: {self.customers_page.total} ({plans}); first: {top}")
         lines += [f"call: {o.owner.line()}" for o in self.owners]
         lines += [
-            f"deployed: {d.service} {d.version or '?'} at {d.deploy_time:%Y-%m-%d %H:%M}Z"
-            + (" (suspected)" if d.suspected else "")
+            f"deployed: {d.service} {d.version or '?'} to {d.environment or 'every environment'}"
+            f" at {d.deploy_time:%Y-%m-%d %H:%M}Z" + (" (suspected)" if d.suspected else "")
             for d in self.deployments
         ]
+        lines += [f"flag changed: {_flag_change(c)}" for c in self.flag_changes]
         if self.past_incidents:
             keys = ", ".join(f"{i.key} {i.title or ''}".strip() for i in self.past_incidents[:3])
             lines.append(f"seen before: {keys}")
+        if self.runbooks:
+            lines.append("runbooks: " + ", ".join(f"{r.title} {r.url}" for r in self.runbooks))
+        if any(page.truncated for page in self._pages()):
+            lines.append(
+                "lists are cut to `limit`: ask again with a higher one (up to 50), or page "
+                "through the customers with get_customer_impact"
+            )
         if self.diagram:
             lines.append(f"```mermaid\n{self.diagram}\n```")
         return "\n".join(lines)
 
+    def card_links(self) -> list[str]:
+        return [runbook.url for runbook in self.runbooks]
+
+    def _pages(self) -> list[ListCut]:
+        return [
+            self.services_page,
+            self.features_page,
+            self.flags_page,
+            self.customers_page,
+            self.owners_page,
+            self.deployments_page,
+            self.flag_changes_page,
+            self.past_incidents_page,
+        ]
+
 
 def _lever(flag: FlagLever) -> str:
     states = ", ".join(f"{env} {state}" for env, state in flag.states.items())
+    if flag.changed_at is not None:
+        states += ("; " if states else "") + f"changed {flag.changed_at:%Y-%m-%d %H:%M}Z"
     return f"{flag.key} ({states})" if states else flag.key
+
+
+def _flag_change(change: FlagChangeView) -> str:
+    where = change.environment or "every environment"
+    who = f" by {change.by}" if change.by else ""
+    states = f"{change.from_state or '?'} -> {change.to_state or '?'}"
+    return f"{change.key} in {where} {states} at {change.at:%Y-%m-%d %H:%M}Z{who}"
 
 
 class DependencyNode(BaseModel):
@@ -239,7 +287,7 @@ class CustomerImpactAnswer(Answer):
     environments: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     features: list[ImpactedFeature]
-    features_page: PageInfo
+    features_page: ListCut
     customers: list[AffectedCustomer]
     page: PageInfo
     by_plan: dict[str, int] = Field(default_factory=dict)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from resilience_mcp.models.common import Answer, FactSource, PageInfo
+from resilience_mcp.models.common import Answer, FactSource, Link, ListCut, PageInfo
 
 __all__ = [
     "IncidentList",
@@ -58,6 +58,10 @@ class TaskStatus(BaseModel):
 class TaskBrief(TaskStatus):
     """A remediation task with when it was done and what it came from."""
 
+    version: int = Field(
+        description="Pass as expected_version to update_remediation_task, so that a change "
+        "made since you read it is noticed."
+    )
     completed_at: datetime | None = None
     incident: str | None = None
     postmortem: str | None = None
@@ -105,6 +109,10 @@ class IncidentRecord(Answer):
     """One incident in full: what happened, when, to what, why, and what was promised."""
 
     key: str
+    version: int = Field(
+        description="Pass as expected_version to update_incident, so that a change made "
+        "since you read it is noticed."
+    )
     title: str | None = None
     summary: str | None = None
     severity: str
@@ -126,12 +134,16 @@ class IncidentRecord(Answer):
     flags: list[str] = Field(default_factory=list)
     deployments: list[str] = Field(default_factory=list)
     customers: list[str] = Field(default_factory=list)
-    customers_page: PageInfo
+    customers_page: ListCut
     timeline: list[TimelineItem] = Field(default_factory=list)
-    timeline_page: PageInfo
+    timeline_page: ListCut
     postmortem: PostmortemDetail | None = None
     tasks: list[TaskBrief] = Field(default_factory=list)
-    tasks_page: PageInfo
+    tasks_page: ListCut
+    links: list[Link] = Field(
+        default_factory=list,
+        description="The record's links: its page in PagerDuty, a status page, a chat room.",
+    )
     source: FactSource | None = Field(
         default=None,
         description="Where the record came from (pagerduty, webhook, a file) and when that "
@@ -150,7 +162,7 @@ class IncidentRecord(Answer):
             times += f", detected after {self.minutes_to_detect:g} min"
         if self.minutes_to_resolve is not None:
             times += f", resolved after {self.minutes_to_resolve:g} min"
-        lines.append(times)
+        lines.append(f"{times}; version {self.version}")
         if self.summary:
             lines.append(_clip(self.summary, 400))
         if self.services:
@@ -171,6 +183,9 @@ class IncidentRecord(Answer):
             lines.append(f"remediation{self.tasks_page.note('tasks')}:")
             lines += [f"  {t.line()}" for t in self.tasks]
         return "\n".join(lines)
+
+    def card_links(self) -> list[str]:
+        return [link.url for link in self.links]
 
 
 class IncidentList(Answer):
@@ -196,7 +211,7 @@ class TaskList(Answer):
         lines = [head]
         for task in self.tasks:
             source = f" [{task.incident}]" if task.incident else ""
-            lines.append(f"- {task.name}{source} {task.line()}")
+            lines.append(f"- {task.name}{source} {task.line()} (version {task.version})")
         return "\n".join(lines)
 
 
@@ -218,6 +233,11 @@ class MatchReasons(BaseModel):
     shared_failure_modes: list[str] = Field(
         default_factory=list, description="Kinds of failure both show, e.g. database."
     )
+    similar_meaning: float | None = Field(
+        default=None,
+        description="How close the two texts are in meaning, 0 to 1 (the cosine of their "
+        "sentence embeddings); only when the server ranks semantically.",
+    )
 
     def line(self) -> str:
         parts = []
@@ -233,6 +253,8 @@ class MatchReasons(BaseModel):
             parts.append("same trigger: " + ", ".join(self.same_trigger))
         if self.shared_failure_modes:
             parts.append("both " + ", ".join(self.shared_failure_modes))
+        if self.similar_meaning is not None:
+            parts.append(f"similar meaning {self.similar_meaning:.2f}")
         return "; ".join(parts) or "recent incident on the same services"
 
 
@@ -253,7 +275,7 @@ class SimilarIncident(BaseModel):
     )
     resolution: str | None = Field(default=None, description="What resolved it.")
     tasks: list[TaskStatus] = Field(default_factory=list)
-    tasks_page: PageInfo
+    tasks_page: ListCut = Field(description="get_incident on its key lists every task.")
 
 
 class SimilarIncidents(Answer):
@@ -264,7 +286,9 @@ class SimilarIncidents(Answer):
     services: list[str] = Field(default_factory=list)
     terms: list[str] = Field(default_factory=list, description="The words searched for.")
     results: list[SimilarIncident]
-    page: PageInfo
+    page: ListCut = Field(
+        description="How many past incidents were ranked; only the best `limit` come back."
+    )
 
     def text(self) -> str:
         about = self.incident or repr(_clip(self.query, 60))
@@ -298,10 +322,14 @@ class RecurrenceGroup(BaseModel):
     count: int
     first_at: datetime
     last_at: datetime
-    incidents: list[IncidentSummary]
+    incidents: list[IncidentSummary] = Field(
+        description="The latest few, newest first; count says how many there are."
+    )
 
     def line(self) -> str:
         keys = ", ".join(i.key for i in self.incidents)
+        if self.count > len(self.incidents):
+            keys += f" and {self.count - len(self.incidents)} earlier"
         span = f"{_day(self.first_at)} to {_day(self.last_at)}"
         return f"{self.reason} {self.label}: {self.count} incidents, {span}: {keys}"
 

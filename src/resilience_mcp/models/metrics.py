@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from resilience_mcp.models.catalog import IncidentBrief
-from resilience_mcp.models.common import Answer, PageInfo
+from resilience_mcp.models.common import Answer, ListCut, PageInfo
 from resilience_mcp.models.kinds import canonical_kind
 from resilience_mcp.models.tables import KIND_TABLES
 
@@ -146,7 +146,7 @@ class DoraAnswer(Answer):
     failed_deployment_recovery: FailedDeploymentRecovery
     group_by: GroupBy | None = None
     periods: list[DoraPeriod] = Field(default_factory=list, description="Newest last.")
-    periods_page: PageInfo | None = None
+    periods_page: ListCut | None = None
 
     def text(self) -> str:
         who = "the organisation" if self.scope == "organisation" else f"{self.scope} {self.name}"
@@ -191,7 +191,8 @@ class DoraAnswer(Answer):
                 f"{format_minutes(p.time_to_restore_median_minutes)}"
             )
         if self.periods_page is not None and self.periods_page.truncated:
-            lines.append(f"  {self.periods_page.note('periods').strip()}")
+            rest = "a higher limit or a shorter window shows the others"
+            lines.append(f"  {self.periods_page.note('periods', rest).strip()}")
         return "\n".join(lines)
 
 
@@ -266,9 +267,9 @@ class ReliabilityAnswer(Answer):
     time_to_resolve: DurationStats = Field(description="Start to resolution.")
     mtbf: Mtbf
     flakiest: list[FlakyComponent] = Field(default_factory=list)
-    flakiest_page: PageInfo
+    flakiest_page: ListCut
     slos: list[SLOStatus] = Field(default_factory=list)
-    slos_page: PageInfo
+    slos_page: ListCut
     recent_incidents: list[IncidentBrief] = Field(default_factory=list)
 
     def text(self) -> str:
@@ -291,6 +292,9 @@ class ReliabilityAnswer(Answer):
             lines.append(f"- flakiest: {flaky}{self.flakiest_page.note('services')}")
         for slo in self.slos:
             lines.append(f"- SLO {slo.line()}")
+        if self.slos_page.truncated:
+            rest = "get_slo_status lists them all"
+            lines.append(f"- {self.slos_page.note('SLOs', rest).strip()}")
         lines += [
             f"- {i.key} {i.severity} {i.status}: {i.title or ''}".rstrip()
             for i in self.recent_incidents

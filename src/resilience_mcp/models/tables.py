@@ -22,6 +22,7 @@ __all__ = [
     "KIND_TABLES",
     "SLO",
     "AuditRecord",
+    "CatalogChange",
     "CatalogMeta",
     "CatalogState",
     "Customer",
@@ -437,13 +438,32 @@ class Scorecard(Entity, table=True):
 # Bookkeeping
 
 
+class CatalogChange(SQLModel, table=True):
+    """One change a load or sync made to a field that matters during an incident (a
+    service's owner, tier, lifecycle or dependencies), kept for the change timeline."""
+
+    __tablename__ = "catalog_change"
+    __table_args__ = (Index("ix_catalog_change_name_at", "name", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = "Service"
+    name: str
+    field: str
+    at: datetime = _time(index=True, default_now=True)
+    source: str | None = None
+    from_value: str | None = None
+    to_value: str | None = None
+
+
 class CatalogState(SQLModel, table=True):
-    """One row: the catalog version, bumped by every write, so replicas notice changes."""
+    """One row: the catalog version, bumped by every write, so replicas notice changes;
+    and the graph version, bumped only by writes to the tables the graph is built from."""
 
     __tablename__ = "catalog_state"
 
     id: int = Field(default=1, primary_key=True)
     version: int = 0
+    graph_version: int = 0
     changed_at: datetime = _time(default_now=True)
 
 

@@ -10,7 +10,10 @@ scored on five things, weighted (`Weights`) and added:
 - concepts: the kinds of trigger and failure it shares with the query (see `concepts`),
   counted in full only when the words leave several candidates close together;
 - structure: the same service, a dependency or dependent of it, or the same system;
-- recency: newer incidents describe the system as it is now.
+- recency: newer incidents describe the system as it is now;
+- meaning, with a `SemanticIndex` (the optional `semantic` extra): the cosine of the two
+  texts' sentence embeddings. The index then proposes candidates too, its nearest
+  incidents, so a write-up that shares no word with the query can still be found.
 
 The weights were chosen on the public postmortem sets of benchmarks/rca_eval.py. Every
 result says why it matched, and carries the root cause, the resolution and the remediation
@@ -26,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -48,6 +52,7 @@ from resilience_mcp.models.incidents import (
 )
 from resilience_mcp.search.concepts import CONCEPTS, find_concepts
 from resilience_mcp.search.fts import MAX_TEXT, extract_terms, match_incidents, stem
+from resilience_mcp.search.semantic import SemanticIndex
 from resilience_mcp.store import Store
 
 __all__ = ["MAX_LIMIT", "Weights", "find_similar_rca"]
@@ -58,6 +63,8 @@ MAX_LIMIT = 20
 # How many full-text candidates are scored, and how many recent ones per service set.
 CANDIDATES = 50
 SERVICE_CANDIDATES = 50
+# How many of the semantic index's nearest incidents are scored as well.
+SEMANTIC_CANDIDATES = 50
 TASKS_PER_RESULT = 3
 # Enough of each explanation to act on; get_incident has the whole record.
 RELATED_SHOWN = 3
@@ -77,6 +84,10 @@ class Weights:
     concepts: float = 2.5
     structure: float = 1.0
     recency: float = 0.1
+    # Counts only when a semantic index is given. Unrelated texts' cosines are not far
+    # below related ones', hence a high weight; higher still helps the short k8s stories
+    # but costs the long danluu postmortems (benchmarks/rca_eval.py --semantic).
+    semantic: float = 3.0
 
 
 @dataclass
@@ -129,6 +140,8 @@ class _Candidate:
     postmortem: _PostmortemRow | None = None
     services: list[str] = field(default_factory=list)
     text_score: float = 0.0
+    # The cosine with the query's embedding, when semantic ranking is on.
+    meaning: float | None = None
     score: float = 0.0
     why: MatchReasons = field(default_factory=MatchReasons)
 
@@ -153,23 +166,34 @@ async def find_similar_rca(
     limit: int = 5,
     weights: Weights | None = None,
     exclude: Collection[str] = (),
+    semantic: SemanticIndex | None = None,
 ) -> SimilarIncidents:
     """Past incidents most like `text` and/or `incident`, optionally on `services`.
 
-    `exclude` names incidents to leave out (the one asked about always is)."""
+    `exclude` names incidents to leave out (the one asked about always is). With
+    `semantic`, incidents close in meaning are proposed and scored as well."""
     weights = weights or Weights()
     limit = max(1, min(limit, MAX_LIMIT))
     query = await _build_query(store, graph, text, incident, services)
+    left_out = {*exclude, *filter(None, [query.exclude])}
 
     matches = await match_incidents(store, query.terms, limit=CANDIDATES)
     scores = {hit.key: hit.score for hit in matches}
+    vector, near = None, []
+    if semantic is not None:
+        # The catalog version moves with every write, incidents and postmortems included.
+        await semantic.refresh(await store.catalog_version(), lambda: _all_texts(store))
+        vector = await semantic.encode(query.text)
+        near = semantic.nearest(vector, SEMANTIC_CANDIDATES, left_out)
+
     async with store.engine.connect() as conn:
         recent = await _recent_on(conn, query.services | query.mentioned)
-        left_out = {*exclude, query.exclude}
-        keys = [k for k in dict.fromkeys([*scores, *recent]) if k not in left_out]
+        keys = [k for k in dict.fromkeys([*scores, *recent, *near]) if k not in left_out]
         candidates = await _load(conn, keys)
         for candidate in candidates:
             candidate.text_score = scores.get(candidate.incident.name, 0.0)
+        if semantic is not None and vector is not None:
+            _add_meaning(candidates, semantic.cosines(vector, keys))
         ranked = _rank(candidates, query, graph, now, weights)[:limit]
         results = await _results(conn, ranked, query, now)
 
@@ -278,29 +302,50 @@ async def _load(conn: AsyncConnection, keys: list[str]) -> list[_Candidate]:
     """The candidates' incidents and latest postmortems, read as plain rows (no ORM)."""
     if not keys:
         return []
-    incidents, postmortems = _table(m.Incident), _table(m.Postmortem)
-    columns = [incidents.c[c] for c in _INCIDENT_COLUMNS]
-    columns += [postmortems.c[c] for c in _POSTMORTEM_COLUMNS]
-    width = len(_INCIDENT_COLUMNS)
     found: dict[str, _Candidate] = {}
     for chunk in _chunks(keys):
-        rows = await conn.execute(
-            sa.select(*columns)
-            .select_from(
-                incidents.outerjoin(postmortems, postmortems.c.incident == incidents.c.name)
-            )
-            .where(incidents.c.name.in_(chunk))
-            .order_by(postmortems.c.published_at.asc().nulls_first(), postmortems.c.name)
-        )
+        rows = await conn.execute(_records().where(_table(m.Incident).c.name.in_(chunk)))
         for row in rows:
             # The latest postmortem of an incident comes last and wins.
-            incident = _IncidentRow(*row[:width])
-            postmortem = _PostmortemRow(*row[width:]) if row[width] is not None else None
-            found[incident.name] = _Candidate(incident, postmortem)
+            candidate = _record(row)
+            found[candidate.incident.name] = candidate
     services = await incident_services(conn, list(found))
     for key, candidate in found.items():
         candidate.services = services[key]
     return [found[k] for k in keys if k in found]
+
+
+async def _all_texts(store: Store) -> dict[str, str]:
+    """Every incident's text as the ranking reads it, for the semantic index."""
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(_records())
+        return {c.incident.name: c.text for c in map(_record, rows)}
+
+
+def _records() -> sa.Select[Any]:
+    """Incidents with their postmortems, each incident's latest postmortem last."""
+    incidents, postmortems = _table(m.Incident), _table(m.Postmortem)
+    columns = [incidents.c[c] for c in _INCIDENT_COLUMNS]
+    columns += [postmortems.c[c] for c in _POSTMORTEM_COLUMNS]
+    return (
+        sa.select(*columns)
+        .select_from(incidents.outerjoin(postmortems, postmortems.c.incident == incidents.c.name))
+        .order_by(postmortems.c.published_at.asc().nulls_first(), postmortems.c.name)
+    )
+
+
+def _record(row: sa.Row[Any]) -> _Candidate:
+    width = len(_INCIDENT_COLUMNS)
+    postmortem = _PostmortemRow(*row[width:]) if row[width] is not None else None
+    return _Candidate(_IncidentRow(*row[:width]), postmortem)
+
+
+def _add_meaning(candidates: list[_Candidate], cosines: dict[str, float]) -> None:
+    for candidate in candidates:
+        found = cosines.get(candidate.incident.name)
+        if found is not None:
+            candidate.meaning = found
+            candidate.why.similar_meaning = round(found, 3)
 
 
 def _table(model: type[SQLModel]) -> sa.Table:
@@ -329,12 +374,14 @@ def _rank(
         structure = _structure_score(candidate, query, graph)
         age_days = max(0.0, (now - candidate.incident.started_at).total_seconds() / 86400)
         recency = math.exp(-age_days / RECENCY_DAYS)
+        meaning = max(0.0, candidate.meaning or 0.0)
         candidate.score = (
             weights.text * text
             + weights.title * title
             + weights.concepts * concepts
             + weights.structure * structure
             + weights.recency * recency
+            + weights.semantic * meaning
         )
     return sorted(candidates, key=lambda c: (-c.score, c.incident.name))
 

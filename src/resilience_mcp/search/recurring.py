@@ -35,7 +35,9 @@ __all__ = ["SIMILAR", "find_recurring_incidents"]
 MAX_SCAN = 2000
 SIMILAR = 0.3
 SAME_TITLE = 0.6
-PER_GROUP = 10
+# The latest incidents shown per group; `count` has them all, list_incidents the rest.
+# Ten groups of five keep the answer within an agent's budget on a large catalog.
+PER_GROUP = 5
 # Reasons shown for one group.
 EVIDENCE = 6
 _KEYISH = re.compile(r"\b[A-Za-z]{2,10}[-_ ]?\d{2,}(?:-\d+)?\b")
@@ -59,7 +61,7 @@ async def find_recurring_incidents(
     *,
     service: str | None = None,
     since: str | None = None,
-    limit: int = 10,
+    limit: int = 8,
 ) -> RecurringIncidents:
     """Groups of incidents since `since` (default: a year) that share a cause or a service."""
     start = parse_time(since, now, name="since") if since else now - timedelta(days=365)

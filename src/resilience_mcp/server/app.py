@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from starlette.applications import Starlette
 
 from resilience_mcp import __version__
@@ -20,6 +22,7 @@ from resilience_mcp.catalog import load_catalog, load_demo
 from resilience_mcp.connectors.sync import background_sync
 from resilience_mcp.connectors.webhooks import EVENTS_PATH, GITHUB_PATH, webhook_routes
 from resilience_mcp.errors import InvalidInputError
+from resilience_mcp.search.semantic import SemanticIndex, load_embedder, require_semantic
 from resilience_mcp.server.auth import TokenBook
 from resilience_mcp.server.http import HttpSettings, build_asgi_app, is_loopback
 from resilience_mcp.server.prompts import register_prompts
@@ -79,6 +82,9 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
             f"Unknown toolset(s) {', '.join(unknown)}; choose from "
             f"{', '.join(sorted(TOOLSETS))} or all."
         )
+    # Refuse now, not at the first client, when the semantic extra is missing.
+    if config.semantic and config.embedder is None:
+        require_semantic()
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -104,11 +110,46 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[AppState]:
         for register in TOOLSETS[name]:
             register(server, config)
     register_resources(server)
-    register_prompts(server)
+    offered = {tool.name for tool in _registered_tools(server)}
+    register_prompts(server, offered=offered, how_to_offer=_how_to_offer(config))
     if os.environ.get(BENCH_NOOP_ENV) == "1":
         add_noop_tool(server)
     harden_tools(server)
     return server
+
+
+def _registered_tools(server: MCPServer[Any]) -> list[Tool]:
+    # The SDK has no public, synchronous accessor for the tools registered so far.
+    return server._tool_manager.list_tools()
+
+
+@functools.cache
+def _tool_catalogue() -> dict[str, tuple[str, bool]]:
+    """Every tool by name: the toolset that offers it, and whether it needs writes on."""
+    found: dict[str, tuple[str, bool]] = {}
+    for enable_writes in (False, True):
+        config = ServerConfig(enable_writes=enable_writes)
+        for name, registrars in TOOLSETS.items():
+            scratch: MCPServer[Any] = MCPServer(name)
+            for register in registrars:
+                register(scratch, config)
+            for tool in _registered_tools(scratch):
+                found.setdefault(tool.name, (name, enable_writes))
+    return found
+
+
+def _how_to_offer(config: ServerConfig) -> Callable[[str], str]:
+    """For a tool this server does not offer, what the operator does to offer it."""
+    asked = [name for name in config.toolsets if name != "all"]
+
+    def how(tool: str) -> str:
+        toolset, needs_writes = _tool_catalogue().get(tool, ("", False))
+        if needs_writes and not config.enable_writes:
+            return "writes are off; the operator turns them on with `--enable-writes`"
+        toolsets = ",".join(dict.fromkeys([*asked, toolset]))
+        return f"start the server with `--toolsets {toolsets}` to have them"
+
+    return how
 
 
 def add_noop_tool(server: MCPServer[Any]) -> None:
@@ -160,6 +201,9 @@ async def open_state(config: ServerConfig) -> AsyncIterator[AppState]:
             await load_catalog(store, list(config.load_paths))
         state = AppState(store=store, config=config)
         await state.graph()
+        if config.semantic:
+            state.semantic = SemanticIndex(config.embedder or load_embedder())
+            logger.info("semantic ranking of similar incidents on")
         sources = config.connectors if config.background_sync else None
         async with background_sync(store, sources, config.clock) as state.sync:
             yield state

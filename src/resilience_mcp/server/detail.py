@@ -29,6 +29,7 @@ DETAIL_DESCRIPTION = (
 
 SUMMARY_OMITS: dict[type[BaseModel], frozenset[str]] = {
     common.OwnerSummary: frozenset({"path", "owner_source", "on_call_source"}),
+    catalog.OwnerAnswer: frozenset({"links"}),
     catalog.ServiceCard: frozenset({"description", "dashboards", "tags"}),
     catalog.SearchHit: frozenset({"description", "matched"}),
     impact.ImpactedFeature: frozenset({"services"}),

@@ -15,10 +15,14 @@ A prompt file is YAML front matter, then the Markdown body the client receives, 
         description: Where it fails.
         default: not given; ask, or assume production
     tools: [get_owner, get_service]
+    optional_tools: [set_feature_flag]
     ---
     Triage an incident on {{service}} in {{environment}} ...
 
 `tools` names the tools the body tells the model to use, so a test can check they exist.
+A server lists a prompt only when it offers all of them. `optional_tools` names tools the
+body uses when they are offered: where some are not (their toolset is off, or writes
+are), the prompt ends with a paragraph naming them and how to have them.
 A file that does not follow this stops the server from starting, with the file named.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +75,7 @@ class PromptTemplate:
     body: str
     arguments: tuple[PromptArg, ...] = ()
     tools: tuple[str, ...] = ()
+    optional_tools: tuple[str, ...] = ()
     path: Path = field(default=Path())
 
     def render(self, values: dict[str, Any]) -> str:
@@ -91,7 +97,9 @@ class PromptTemplate:
             filled[arg.name] = value or arg.default
         return _PLACEHOLDER.sub(lambda match: filled[match.group(1)], self.body)
 
-    def to_prompt(self) -> Prompt:
+    def to_prompt(self, absent: str = "") -> Prompt:
+        """The prompt to register; `absent` is a closing paragraph on the tools it uses
+        that the server does not offer."""
         return FilePrompt(
             name=self.name,
             title=self.title,
@@ -102,6 +110,7 @@ class PromptTemplate:
             ],
             fn=self.render,
             template=self,
+            absent=absent,
         )
 
 
@@ -109,6 +118,7 @@ class FilePrompt(Prompt):
     """A prompt drawn from a `PromptTemplate`, whose argument errors reach the client."""
 
     template: PromptTemplate = Field(exclude=True)
+    absent: str = Field(default="", exclude=True)
 
     async def render(
         self, arguments: dict[str, Any] | None, context: Context[Any, Any]
@@ -118,6 +128,8 @@ class FilePrompt(Prompt):
             text = self.template.render(arguments or {})
         except InvalidInputError as exc:
             raise MCPError(INVALID_PARAMS, str(exc)) from exc
+        if self.absent:
+            text += f"\n{self.absent}\n"
         return [UserMessage(text)]
 
 
@@ -140,9 +152,9 @@ def load_prompt(path: Path) -> PromptTemplate:
         if not isinstance(head.get(key), str) or not head[key].strip():
             raise _problem(path, f"`{key}` must be a non-empty string")
     arguments = tuple(_argument(path, raw) for raw in head.get("arguments") or [])
-    tools = head.get("tools") or []
-    if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-        raise _problem(path, "`tools` must be a list of tool names")
+    tools, optional = _tool_names(path, head, "tools"), _tool_names(path, head, "optional_tools")
+    if set(tools) & set(optional):
+        raise _problem(path, "a tool cannot be in both `tools` and `optional_tools`")
 
     body = match.group("body").strip() + "\n"
     _check_placeholders(path, body, arguments)
@@ -152,9 +164,17 @@ def load_prompt(path: Path) -> PromptTemplate:
         description=" ".join(head["description"].split()),
         body=body,
         arguments=arguments,
-        tools=tuple(tools),
+        tools=tools,
+        optional_tools=optional,
         path=path,
     )
+
+
+def _tool_names(path: Path, head: dict[str, Any], key: str) -> tuple[str, ...]:
+    names = head.get(key) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _problem(path, f"`{key}` must be a list of tool names")
+    return tuple(names)
 
 
 def _argument(path: Path, raw: Any) -> PromptArg:
@@ -194,7 +214,37 @@ def load_prompts(folder: Path | None = None) -> list[PromptTemplate]:
     return templates
 
 
-def register_prompts(server: MCPServer[Any], folder: Path | None = None) -> None:
-    """Registers every prompt file on `server`."""
+def register_prompts(
+    server: MCPServer[Any],
+    folder: Path | None = None,
+    *,
+    offered: Collection[str] | None = None,
+    how_to_offer: Callable[[str], str] | None = None,
+) -> None:
+    """Registers the prompt files on `server`. Given the tools it `offered`, only prompts
+    whose `tools` are all there; `how_to_offer` says, for a tool that is not, how to have
+    it (a prompt's text names its optional tools that are missing)."""
     for template in load_prompts(folder):
-        server.add_prompt(template.to_prompt())
+        if offered is None:
+            server.add_prompt(template.to_prompt())
+            continue
+        if missing := [t for t in template.tools if t not in offered]:
+            logger.debug("prompt %s not offered: no %s", template.name, ", ".join(missing))
+            continue
+        absent = [t for t in template.optional_tools if t not in offered]
+        note = _absent_note(absent, how_to_offer or _not_offered) if absent else ""
+        server.add_prompt(template.to_prompt(note))
+
+
+def _absent_note(tools: Sequence[str], how_to_offer: Callable[[str], str]) -> str:
+    """A closing paragraph: these tools are not offered here, how to have them, and to go on
+    without them."""
+    remedies: dict[str, list[str]] = {}
+    for tool in tools:
+        remedies.setdefault(how_to_offer(tool), []).append(f"`{tool}`")
+    named = "; ".join(f"{', '.join(names)} ({remedy})" for remedy, names in remedies.items())
+    return f"This server does not offer {named}. Skip the steps that need them."
+
+
+def _not_offered(_tool: str) -> str:
+    return "not enabled on this server"

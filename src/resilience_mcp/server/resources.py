@@ -22,7 +22,7 @@ from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.incidents import get_incident
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.models.catalog import DependencyEdge, OwnerAnswer, ServiceCard
-from resilience_mcp.models.common import OwnerSummary, PageInfo
+from resilience_mcp.models.common import ListCut, OwnerSummary
 from resilience_mcp.models.incidents import IncidentRecord, PostmortemDetail
 from resilience_mcp.server.tooling import app_state
 
@@ -218,7 +218,7 @@ def team_markdown(owner: OwnerAnswer, services: list[tuple[str, bool]]) -> str:
     parts += _section(
         "Services",
         [f"{name}" + (" (inherited)" if inherited else "") for name, inherited in shown],
-        PageInfo.of(len(services), len(shown)),
+        ListCut.of(len(services), len(shown)),
         "services",
     )
     if not services:
@@ -231,6 +231,7 @@ def incident_markdown(record: IncidentRecord) -> str:
     facts = [
         ("severity", record.severity),
         ("status", record.status),
+        ("version", str(record.version)),
         ("commander", record.commander),
         ("started", _when(record.started_at)),
         ("detected", _after(record.detected_at, record.minutes_to_detect)),
@@ -336,7 +337,7 @@ def _hardness(edge: DependencyEdge) -> str:
 
 
 def _section(
-    title: str, items: Iterable[str], page: PageInfo | None = None, noun: str = "items"
+    title: str, items: Iterable[str], page: ListCut | None = None, noun: str = "items"
 ) -> list[str]:
     lines = [f"- {item}" for item in items]
     if not lines:

@@ -10,6 +10,7 @@ from resilience_mcp.connectors.sync import SyncMonitor
 from resilience_mcp.graph.catalog import CatalogGraph, GraphCache
 from resilience_mcp.graph.provenance import STALE_AFTER
 from resilience_mcp.models.connectors import ConnectorSettings
+from resilience_mcp.search.semantic import Embedder, SemanticIndex
 from resilience_mcp.store import Store
 
 __all__ = ["AppState", "ServerConfig"]
@@ -36,6 +37,10 @@ class ServerConfig:
     connectors: ConnectorSettings | None = None
     # Whether sources with an interval are synced in the background while serving.
     background_sync: bool = True
+    # Rank similar incidents by meaning too (needs the `semantic` extra). `embedder`
+    # stands in for the packaged model, as tests do.
+    semantic: bool = False
+    embedder: Embedder | None = None
 
     def stale_after(self) -> timedelta:
         """The age past which a synced fact is marked stale in answers."""
@@ -52,6 +57,8 @@ class AppState:
     graphs: GraphCache = field(init=False)
     # The background syncs' status, while they run (see connectors.sync).
     sync: SyncMonitor | None = field(default=None, init=False)
+    # The incidents' embeddings, with semantic ranking on; filled by the first query.
+    semantic: SemanticIndex | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.graphs = GraphCache(self.store)

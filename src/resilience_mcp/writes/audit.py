@@ -48,6 +48,7 @@ from resilience_mcp.models import AuditRecord, WriteClaim
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.writes import AuditEntry, AuditLogAnswer, WriteAnswer
 from resilience_mcp.store import Store
+from resilience_mcp.writes.versioning import RaceLost
 
 __all__ = [
     "Action",
@@ -60,8 +61,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A write that loses a race for a new name (two new incidents numbered alike) plans again.
-ATTEMPTS = 3
+# A write that loses a race for a new name (two new incidents numbered alike), or an update
+# naming no version that loses one for its row, plans again on what the winner wrote.
+ATTEMPTS = 5
 # A claim older than this was left by a process that died: the longest external write
 # (a few tries with timeouts and Retry-After pauses) ends well within it.
 CLAIM_LIFETIME = timedelta(minutes=15)
@@ -155,6 +157,12 @@ async def perform_write(
                 # Another call committed first: the same key (answered above on the next
                 # pass) or the same new name (planned again with the next one).
                 logger.debug("%s lost a race (attempt %d)", request.tool, attempt)
+            except RaceLost:
+                # Another call changed the row first; a caller who named the version it
+                # read is told, one who did not gets its change made on top of the other.
+                if request.arguments.get("expected_version") is not None:
+                    raise
+                logger.debug("%s lost a version race (attempt %d)", request.tool, attempt)
         raise ConflictError(
             f"{request.tool} kept colliding with concurrent writes; retry in a moment."
         )

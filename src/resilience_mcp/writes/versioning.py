@@ -2,7 +2,9 @@
 
 An update names the version it read and changes the row only if it is still that version,
 bumping it; a writer that lost the race changes nothing and is told to re-read. So two
-agents updating one incident never overwrite each other silently.
+agents updating one incident never overwrite each other silently. An update that named no
+version asked for no such check: losing the race (`RaceLost`) sends it round again, planned
+on what the winner wrote.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from sqlmodel import col
 from resilience_mcp import models as m
 from resilience_mcp.errors import ConflictError
 
-__all__ = ["Versioned", "check_version", "compare_and_set", "value_text"]
+__all__ = ["RaceLost", "Versioned", "check_version", "compare_and_set", "value_text"]
 
 Versioned = m.Incident | m.RemediationTask
+
+
+class RaceLost(ConflictError):
+    """Another writer changed the row between this update's read and its write."""
 
 
 def check_version(row: Versioned, kind: str, expected: int | None, reread: str) -> None:
@@ -52,7 +58,7 @@ async def compare_and_set(
     )
     result = cast(CursorResult[Any], await session.execute(statement))
     if result.rowcount != 1:
-        raise ConflictError(
+        raise RaceLost(
             f"{kind} {row.name} was changed by another caller while this update was being "
             f"made (it is no longer version {read}); nothing was written. Re-read it with "
             f"{reread} and retry."

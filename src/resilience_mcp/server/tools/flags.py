@@ -142,8 +142,9 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         limit: Annotated[int, Field(ge=1, le=100, description="At most this many changes.")] = 20,
         cursor: Cursor = None,
     ) -> Annotated[CallToolResult, ChangeTimeline]:
-        """Answer "what changed?": deployments and feature-flag changes on one timeline,
-        newest first, each with who made it, why, and a link. Given services, it also
+        """Answer "what changed?": deployments, feature-flag changes and catalog edits (a
+        service's owner, tier, lifecycle or dependencies) on one timeline, newest first,
+        each with who made it, why, and a link. Given services, it also
         lists the changes to everything they depend on, each marked with the dependency
         path (checkout -> payments-api -> payments-db), so a change two hops away is not
         missed. Use it at the start of an incident, with the failing services."""

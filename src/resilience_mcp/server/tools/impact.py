@@ -82,8 +82,9 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         them with their state there, kill switches first (a kill switch is a mitigation);
         the customers entitled to those features and served there, ranked by plan and
         weight, with counts per plan; the owners to call and who is on call now; recent
-        deployments to the failing services (likely culprits); and earlier incidents on
-        the same services. Every list is cut to `limit` and says its total."""
+        deployments to the failing services and changes of those flags, where the failure
+        is (likely culprits); and earlier incidents on the same services. Every list is
+        cut to `limit` and says its total."""
         state = app_state(ctx)
         graph = await state.graph()
         return answer(

@@ -13,6 +13,7 @@ from pydantic import Field
 from resilience_mcp.graph.incidents import get_incident as find_incident_record
 from resilience_mcp.graph.incidents import list_incidents as find_incidents
 from resilience_mcp.graph.incidents import list_remediation_tasks as find_tasks
+from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.incidents import (
     IncidentList,
     IncidentRecord,
@@ -102,6 +103,7 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
             incident=incident,
             services=services or (),
             limit=limit,
+            semantic=state.semantic,
         )
         return answer(result)
 
@@ -211,7 +213,8 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
             str | None, Field(max_length=200, description="Only incidents on this service.")
         ] = None,
         since: Since = None,
-        limit: Annotated[int, Field(ge=1, le=50, description="At most this many groups.")] = 10,
+        limit: Annotated[int, Field(ge=1, le=50, description="At most this many groups.")] = 8,
+        cursor: Cursor = None,
     ) -> Annotated[CallToolResult, RecurringIncidents]:
         """Find incidents that keep happening: groups that share a root cause (one names the
         other, the same root-cause commit, or closely matching causes) or a symptom (the
@@ -219,7 +222,11 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         it for reviews and to decide which remediation to push."""
         state = app_state(ctx)
         graph = await state.graph()
-        result = await find_recurring(
-            state.store, graph, state.now(), service=service, since=since, limit=limit
+        offset = parse_cursor(cursor)
+        # The groups come in a fixed order; a later page is the tail of a longer first one.
+        found = await find_recurring(
+            state.store, graph, state.now(), service=service, since=since, limit=offset + limit
         )
-        return answer(result)
+        groups = found.groups[offset:]
+        page = PageInfo.of(found.page.total, len(groups), offset)
+        return answer(found.model_copy(update={"groups": groups, "page": page}))

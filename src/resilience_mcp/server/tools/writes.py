@@ -41,8 +41,9 @@ __all__ = ["register"]
 ADDS = WRITE.model_copy(update={"idempotent_hint": False})
 OVERWRITES = WRITE.model_copy(update={"destructive_hint": True, "idempotent_hint": False})
 SETS = WRITE.model_copy(update={"destructive_hint": True})
-# Flipping a flag changes what production does for customers right now.
-WRITE_PRODUCTION = SETS
+# Flipping a flag changes what production does for customers right now, and where a
+# flag system (flagd) serves the environment the change is pushed to it.
+WRITE_PRODUCTION = SETS.model_copy(update={"open_world_hint": True})
 
 DryRun = Annotated[
     bool,
@@ -342,7 +343,8 @@ def _register_follow_up_writes(server: MCPServer[Any]) -> None:
             int | None,
             Field(
                 ge=1,
-                description="The version you last read. Recommended: if the task changed "
+                description="The version you last read (list_remediation_tasks, the tasks of "
+                "get_incident, or this tool's last answer). Recommended: if the task changed "
                 "since, nothing is written and you are told to re-read.",
             ),
         ] = None,

@@ -1,0 +1,187 @@
+"""The graph cache: rebuilt when what the graph is built from changes, and only then.
+
+History (deployments, incidents, flag changes) moves the catalog version but not the graph
+version, so writing it rebuilds nothing; the answers that show it read it from the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from resilience_mcp import models as m
+from resilience_mcp.graph import GraphCache, build_graph
+from resilience_mcp.graph.changes import list_recent_changes
+from resilience_mcp.graph.impact import compute_impact
+from resilience_mcp.store import GRAPH_TABLES, Store
+from tests.support import load_yaml
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+SHOP = """
+apiVersion: resilience/v1
+kind: Environment
+metadata: {name: prod}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: web}
+spec: {dependsOn: [api]}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: api}
+---
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: db}
+"""
+
+DEPLOYMENT = """
+apiVersion: resilience/v1
+kind: Deployment
+metadata: {name: dep-api-7}
+spec: {service: api, environment: prod, version: "7.0", deployTime: "2026-12-01T11:00:00Z"}
+"""
+
+INCIDENT = """
+apiVersion: resilience/v1
+kind: Incident
+metadata: {name: INC-1, title: API errors}
+spec: {startedAt: "2026-12-01T11:05:00Z", services: [api]}
+"""
+
+NEW_DEPENDENCY = """
+apiVersion: resilience/v1
+kind: Service
+metadata: {name: api}
+spec: {dependsOn: [db]}
+"""
+
+
+@contextmanager
+def tables_read(store: Store) -> Iterator[set[str]]:
+    """The names of the tables the statements run on `store` read from, while inside."""
+    found: set[str] = set()
+
+    def seen(*args: Any) -> None:
+        found.update(re.findall(r'\bFROM\s+"?(\w+)"?', args[2], flags=re.IGNORECASE))
+
+    engine = store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield found
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+async def test_the_graph_is_built_from_exactly_the_tables_whose_writes_rebuild_it(
+    store: Store,
+) -> None:
+    await load_yaml(store, SHOP)
+
+    with tables_read(store) as read:
+        await build_graph(store)
+
+    assert read - {"catalog_state"} == GRAPH_TABLES
+
+
+@pytest.mark.parametrize(
+    ("documents", "rebuilt"),
+    [
+        pytest.param(DEPLOYMENT, False, id="deployment"),
+        pytest.param(INCIDENT, False, id="incident"),
+        pytest.param(NEW_DEPENDENCY, True, id="dependency"),
+    ],
+)
+async def test_a_history_load_keeps_the_graph_and_a_catalog_change_rebuilds_it(
+    store: Store, documents: str, rebuilt: bool
+) -> None:
+    await load_yaml(store, SHOP)
+    cache = GraphCache(store)
+    before = await cache.get()
+    catalog_version = await store.catalog_version()
+
+    await load_yaml(store, documents, source="webhook")
+
+    assert (await cache.get() is not before) is rebuilt
+    assert await store.catalog_version() == catalog_version + 1
+
+
+async def test_a_dependency_change_shows_in_the_rebuilt_graph(store: Store) -> None:
+    await load_yaml(store, SHOP)
+    cache = GraphCache(store)
+    await cache.get()
+
+    await load_yaml(store, NEW_DEPENDENCY)
+
+    assert list((await cache.get()).dependencies.successors("api")) == ["db"]
+
+
+async def test_answers_show_history_written_after_the_graph_was_built(store: Store) -> None:
+    await load_yaml(store, SHOP)
+    cache = GraphCache(store)
+    graph = await cache.get()
+
+    await load_yaml(store, DEPLOYMENT + "---" + INCIDENT, source="webhook")
+
+    assert await cache.get() is graph
+    changes = await list_recent_changes(store, graph, NOW, services=["web"])
+    impact = await compute_impact(store, graph, NOW, incident="INC-1")
+    assert [c.name for c in changes.changes] == ["dep-api-7"]
+    assert impact.failing == ["api"]
+    assert [d.name for d in impact.deployments] == ["dep-api-7"]
+
+
+def timeline_entry() -> Any:
+    return m.TimelineEntry(owner_ref="Incident:INC-1", incident="INC-1", text="paged")
+
+
+def flag_state() -> Any:
+    return m.FlagState(owner_ref="FeatureFlag:f", flag="f", environment="prod", enabled=True)
+
+
+@pytest.mark.parametrize(
+    ("row", "rebuilt"),
+    [
+        pytest.param(timeline_entry, False, id="incident-timeline"),
+        pytest.param(flag_state, True, id="flag-state"),
+    ],
+)
+async def test_a_write_moves_the_graph_version_only_when_it_writes_what_the_graph_reads(
+    store: Store, row: Callable[[], Any], rebuilt: bool
+) -> None:
+    await load_yaml(store, SHOP + "---" + INCIDENT)
+    graph_version = await store.graph_version()
+
+    async with store.transaction() as session:
+        session.add(row())
+
+    assert (await store.graph_version() > graph_version) is rebuilt
+
+
+async def test_a_write_in_raw_sql_is_taken_to_change_the_graph(store: Store) -> None:
+    await load_yaml(store, SHOP)
+    graph_version = await store.graph_version()
+
+    async with store.transaction() as session:
+        await session.execute(text("UPDATE service SET tier = 1 WHERE name = 'api'"))
+
+    assert await store.graph_version() == graph_version + 1
+
+
+async def test_a_reload_that_changes_nothing_moves_no_version(store: Store) -> None:
+    await load_yaml(store, SHOP + "---" + DEPLOYMENT)
+    versions = (await store.catalog_version(), await store.graph_version())
+
+    await load_yaml(store, SHOP + "---" + DEPLOYMENT)
+
+    assert (await store.catalog_version(), await store.graph_version()) == versions
