@@ -39,6 +39,7 @@ __all__ = [
     "OPEN_INCIDENT_STATUSES",
     "TASK_STATUSES",
     "UNFINISHED_TASK_STATUSES",
+    "first_and_latest",
     "get_incident",
     "incident_services",
     "incident_summaries",
@@ -223,7 +224,7 @@ async def get_incident(
         deployments=links.get("deployment", []),
         customers=customers[:customer_limit],
         customers_page=ListCut.of(len(customers), min(customer_limit, len(customers))),
-        timeline=timeline[:timeline_limit],
+        timeline=first_and_latest(timeline, timeline_limit),
         timeline_page=ListCut.of(len(timeline), min(timeline_limit, len(timeline))),
         postmortem=postmortem,
         tasks=[task_brief(t, now) for t in tasks[:task_limit]],
@@ -250,6 +251,19 @@ async def _links(session: AsyncSession, key: str) -> dict[str, list[str]]:
     for kind, target in rows:
         found[kind].add(target)
     return {kind: sorted(targets) for kind, targets in found.items()}
+
+
+# Entries kept from the start of a timeline that is too long: how the incident began.
+TIMELINE_HEAD = 5
+
+
+def first_and_latest(timeline: list[TimelineItem], limit: int) -> list[TimelineItem]:
+    """A timeline cut to `limit` entries: its first few, then its latest, in order. During
+    a long incident the latest entries are the ones to act on."""
+    if len(timeline) <= limit:
+        return timeline
+    head = min(TIMELINE_HEAD, limit // 2)
+    return timeline[:head] + timeline[len(timeline) - (limit - head) :]
 
 
 async def _timeline(session: AsyncSession, key: str) -> list[TimelineItem]:

@@ -135,7 +135,10 @@ class IncidentRecord(Answer):
     deployments: list[str] = Field(default_factory=list)
     customers: list[str] = Field(default_factory=list)
     customers_page: ListCut
-    timeline: list[TimelineItem] = Field(default_factory=list)
+    timeline: list[TimelineItem] = Field(
+        default_factory=list,
+        description="In order; when cut, its first few entries and then its latest.",
+    )
     timeline_page: ListCut
     postmortem: PostmortemDetail | None = None
     tasks: list[TaskBrief] = Field(default_factory=list)
@@ -177,7 +180,8 @@ class IncidentRecord(Answer):
         if pm and pm.resolution:
             lines.append(f"resolution: {_clip(pm.resolution, 300)}")
         if self.timeline:
-            lines.append(f"timeline{self.timeline_page.note('entries')}:")
+            where = "the first few and the latest" if self.timeline_page.truncated else ""
+            lines.append(f"timeline{self.timeline_page.note('entries', where)}:")
             lines += [f"  {t.at:%m-%d %H:%M} {t.kind}: {_clip(t.text, 160)}" for t in self.timeline]
         if self.tasks:
             lines.append(f"remediation{self.tasks_page.note('tasks')}:")

@@ -1,0 +1,54 @@
+"""get_incident's record of a long incident: a cut timeline keeps how it began and the latest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from resilience_mcp.graph.incidents import get_incident
+from resilience_mcp.store import Store
+from tests.support import load_yaml
+
+pytestmark = pytest.mark.anyio
+
+START = datetime(2026, 11, 20, 8, tzinfo=UTC)
+
+
+def long_incident(entries: int) -> str:
+    lines = [
+        "apiVersion: resilience/v1",
+        "kind: Incident",
+        "metadata: {name: INC-0100, title: Checkout errors}",
+        "spec:",
+        "  severity: SEV2",
+        "  status: investigating",
+        f"  startedAt: '{START:%Y-%m-%dT%H:%M:%SZ}'",
+        "  timeline:",
+    ]
+    for n in range(entries):
+        at = START + timedelta(minutes=5 * n)
+        lines.append(f"    - {{at: '{at:%Y-%m-%dT%H:%M:%SZ}', kind: note, text: 'update {n}'}}")
+    return "\n".join(lines) + "\n"
+
+
+async def test_a_long_timeline_keeps_its_first_entries_and_its_latest_in_order(
+    store: Store,
+) -> None:
+    await load_yaml(store, long_incident(30))
+
+    record = await get_incident(store, "INC-0100", START + timedelta(days=1), timeline_limit=10)
+
+    texts = [entry.text for entry in record.timeline]
+    assert texts == [f"update {n}" for n in (0, 1, 2, 3, 4, 25, 26, 27, 28, 29)]
+    assert (record.timeline_page.total, record.timeline_page.returned) == (30, 10)
+    assert "the first few and the latest" in record.text()
+
+
+async def test_a_timeline_within_the_limit_comes_whole(store: Store) -> None:
+    await load_yaml(store, long_incident(4))
+
+    record = await get_incident(store, "INC-0100", START + timedelta(days=1), timeline_limit=10)
+
+    assert [entry.text for entry in record.timeline] == [f"update {n}" for n in range(4)]
+    assert not record.timeline_page.truncated
