@@ -91,6 +91,25 @@ async def test_a_database_of_another_schema_version_is_refused_and_left_alone(
         assert kept.fetchone() == ("999",)
 
 
+async def test_a_version_2_database_without_the_flag_version_gets_it_when_opened(
+    db_url: str,
+) -> None:
+    store = await Store.open(db_url)
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("UPDATE service SET tier = 1"))
+        async with store.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE catalog_state DROP COLUMN flag_version"))
+    finally:
+        await store.close()
+
+    reopened = await Store.open(db_url)
+    try:
+        assert await reopened.graph_versions() == (1, 0)
+    finally:
+        await reopened.close()
+
+
 @pytest.mark.slow
 def test_the_wheel_ships_the_demo_catalog_and_the_prompts(tmp_path: Path) -> None:
     subprocess.run(

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text, update
+from sqlalchemy import Connection, event, text, update
 from sqlalchemy import inspect as inspect_row
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +30,9 @@ from resilience_mcp.fulltext import install_fulltext
 from resilience_mcp.models import CatalogMeta, CatalogState, utcnow
 
 __all__ = [
+    "FLAG_TABLES",
     "GRAPH_TABLES",
+    "LOCK_ONLY",
     "SCHEMA_VERSION",
     "Store",
     "bump_version",
@@ -41,12 +43,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when a table changes shape; `Store.open` refuses a database of another version.
-# 2: catalog_state.graph_version and the catalog_change table.
+# 2: catalog_state.graph_version and flag_version, and the catalog_change table.
 SCHEMA_VERSION = 2
 
 # The tables the in-memory graph (`graph.catalog.build_graph`) is built from. A write to
 # one of them moves the graph version, so every replica rebuilds its graph; history
 # (deployments, incidents, flag changes, measurements) only moves the catalog version.
+# Flag states (`FLAG_TABLES`) are in the graph too, but a write to them moves only the
+# flag version: they change often, and replicas reload just them (`GraphCache`).
 GRAPH_TABLES = frozenset(
     str(table.__tablename__)
     for table in (
@@ -61,7 +65,6 @@ GRAPH_TABLES = frozenset(
         m.Customer,
         m.OnCallRotation,
         m.ServiceInstance,
-        m.FlagState,
         m.OnCallOverride,
         m.Dependency,
         m.TeamMember,
@@ -70,8 +73,12 @@ GRAPH_TABLES = frozenset(
         m.CustomerEnvironment,
     )
 )
+FLAG_TABLES = frozenset({str(m.FlagState.__tablename__)})
 # Stands for a statement whose table is not known (raw SQL): taken as one the graph reads.
 UNKNOWN_TABLE = "?"
+# An execution option marking a statement that writes only to take a row lock (a no-op
+# update): `tracked_writes` leaves it out, so it moves no graph or flag version.
+LOCK_ONLY = "resilience_lock_only"
 
 ENV_DB = "RESILIENCE_MCP_DB"
 
@@ -158,7 +165,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose work commits together, bumping the catalog version (and the
-        graph version when it wrote a table the graph reads), or not at all."""
+        graph or flag version when it wrote a table the graph reads), or not at all."""
         async with (
             AsyncSession(self.engine, expire_on_commit=False) as session,
             session.begin(),
@@ -175,6 +182,18 @@ class Store:
     async def graph_version(self) -> int:
         """Moves with writes to the tables the graph is built from (`GRAPH_TABLES`)."""
         return await self._state(CatalogState.graph_version)
+
+    async def flag_version(self) -> int:
+        """Moves with writes to the flag states the graph holds (`FLAG_TABLES`)."""
+        return await self._state(CatalogState.flag_version)
+
+    async def graph_versions(self) -> tuple[int, int]:
+        """The graph version and the flag version, read together."""
+        columns = (CatalogState.graph_version, CatalogState.flag_version)
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(*columns).where(col(CatalogState.id) == 1))
+            row = result.one_or_none()
+            return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def _state(self, column: Any) -> int:
         async with self.engine.connect() as conn:
@@ -197,7 +216,7 @@ class Store:
                 )
                 await conn.execute(
                     CatalogState.__table__.insert().values(  # type: ignore[attr-defined]
-                        id=1, version=0, graph_version=0, changed_at=utcnow()
+                        id=1, version=0, graph_version=0, flag_version=0, changed_at=utcnow()
                     )
                 )
             elif int(version) != SCHEMA_VERSION:
@@ -206,24 +225,45 @@ class Store:
                     f"{SCHEMA_VERSION}. Export the catalog with the release that wrote it "
                     "and load it into a new database."
                 )
+            else:
+                await conn.run_sync(_add_flag_version)
             if create:
                 await install_fulltext(conn)
 
 
+def _add_flag_version(conn: Connection) -> None:
+    """Add catalog_state.flag_version to a version 2 database written before it existed."""
+    columns = {c["name"] for c in inspect_row(conn).get_columns(CatalogState.__tablename__)}
+    if "flag_version" not in columns:
+        # Replicas starting together may both get here: PostgreSQL can say so.
+        guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+        conn.execute(
+            text(
+                f"ALTER TABLE catalog_state ADD COLUMN {guard}"
+                "flag_version INTEGER NOT NULL DEFAULT 0"
+            )
+        )
+
+
 async def bump_version(session: AsyncSession, written: Collection[str] | None = None) -> None:
-    """Mark the catalog changed, and the graph too unless `written` (the names of the
-    tables written, see `tracked_writes`) holds none the graph reads. One atomic
-    statement, so concurrent writers never collide."""
+    """Mark the catalog changed; and the graph too when `written` (the names of the tables
+    written, see `tracked_writes`) holds one the graph is built from, the flag states
+    when it holds one of `FLAG_TABLES`. One atomic statement, so concurrent writers never
+    collide."""
     values = {"version": col(CatalogState.version) + 1, "changed_at": utcnow()}
-    if written is None or not GRAPH_TABLES.isdisjoint(written) or UNKNOWN_TABLE in written:
+    unknown = written is None or UNKNOWN_TABLE in written
+    if unknown or not GRAPH_TABLES.isdisjoint(written or ()):
         values["graph_version"] = col(CatalogState.graph_version) + 1
+    if unknown or not FLAG_TABLES.isdisjoint(written or ()):
+        values["flag_version"] = col(CatalogState.flag_version) + 1
     await session.execute(update(CatalogState).where(col(CatalogState.id) == 1).values(values))
 
 
 @contextmanager
 def tracked_writes(session: AsyncSession) -> Iterator[set[str]]:
     """The names of the tables `session` writes while inside: rows flushed by the ORM and
-    insert, update and delete statements; raw SQL counts as `UNKNOWN_TABLE`."""
+    insert, update and delete statements; raw SQL counts as `UNKNOWN_TABLE`. Statements
+    run with the `LOCK_ONLY` execution option write nothing and are left out."""
     written: set[str] = set()
     sync_session = session.sync_session
 
@@ -232,7 +272,7 @@ def tracked_writes(session: AsyncSession) -> Iterator[set[str]]:
             written.update(table.name for table in inspect_row(row).mapper.tables)
 
     def executed(state: ORMExecuteState) -> None:
-        if state.is_select:
+        if state.is_select or state.execution_options.get(LOCK_ONLY):
             return
         table = getattr(state.statement, "table", None)
         written.add(str(getattr(table, "name", None) or UNKNOWN_TABLE))

@@ -2,6 +2,7 @@
 
 History (deployments, incidents, flag changes) moves the catalog version but not the graph
 version, so writing it rebuilds nothing; the answers that show it read it from the store.
+Flag states move the flag version alone: the cache reloads just them into its graph.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from sqlalchemy import event, text
 from resilience_mcp import models as m
 from resilience_mcp.graph import GraphCache, build_graph
 from resilience_mcp.graph.changes import list_recent_changes
+from resilience_mcp.graph.features import list_feature_flags
 from resilience_mcp.graph.impact import compute_impact
-from resilience_mcp.store import GRAPH_TABLES, Store
+from resilience_mcp.store import FLAG_TABLES, GRAPH_TABLES, Store
+from resilience_mcp.writes import FlagSetting, set_feature_flag
+from resilience_mcp.writes.audit import WriteRequest
 from tests.support import load_yaml
 
 pytestmark = pytest.mark.anyio
@@ -67,6 +71,19 @@ spec: {dependsOn: [db]}
 """
 
 
+def api_switch(enabled: bool) -> str:
+    """A kill switch on api, in the given state in prod."""
+    return f"""
+apiVersion: resilience/v1
+kind: FeatureFlag
+metadata: {{name: api-kill-switch}}
+spec:
+  purpose: kill-switch
+  services: [api]
+  states: [{{environment: prod, enabled: {str(enabled).lower()}}}]
+"""
+
+
 @contextmanager
 def tables_read(store: Store) -> Iterator[set[str]]:
     """The names of the tables the statements run on `store` read from, while inside."""
@@ -91,7 +108,7 @@ async def test_the_graph_is_built_from_exactly_the_tables_whose_writes_rebuild_i
     with tables_read(store) as read:
         await build_graph(store)
 
-    assert read - {"catalog_state"} == GRAPH_TABLES
+    assert read - {"catalog_state"} == GRAPH_TABLES | FLAG_TABLES
 
 
 @pytest.mark.parametrize(
@@ -153,7 +170,7 @@ def flag_state() -> Any:
     ("row", "rebuilt"),
     [
         pytest.param(timeline_entry, False, id="incident-timeline"),
-        pytest.param(flag_state, True, id="flag-state"),
+        pytest.param(flag_state, False, id="flag-state"),
     ],
 )
 async def test_a_write_moves_the_graph_version_only_when_it_writes_what_the_graph_reads(
@@ -166,6 +183,84 @@ async def test_a_write_moves_the_graph_version_only_when_it_writes_what_the_grap
         session.add(row())
 
     assert (await store.graph_version() > graph_version) is rebuilt
+
+
+@pytest.mark.parametrize(
+    ("row", "moved"),
+    [
+        pytest.param(timeline_entry, False, id="incident-timeline"),
+        pytest.param(flag_state, True, id="flag-state"),
+    ],
+)
+async def test_a_write_moves_the_flag_version_only_when_it_writes_flag_states(
+    store: Store, row: Callable[[], Any], moved: bool
+) -> None:
+    await load_yaml(store, SHOP + "---" + INCIDENT)
+    flag_version = await store.flag_version()
+
+    async with store.transaction() as session:
+        session.add(row())
+
+    assert (await store.flag_version() > flag_version) is moved
+
+
+async def switch_state(store: Store, graph: Any) -> bool:
+    """Whether api's kill switch is on in prod, as `list_feature_flags` answers it."""
+    answer = await list_feature_flags(store, graph, NOW, environment="prod")
+    [flag] = answer.flags
+    [state] = flag.states
+    return state.enabled
+
+
+async def flip_with_load(store: Store) -> None:
+    await load_yaml(store, SHOP + "---" + api_switch(True))
+
+
+async def flip_with_write(store: Store) -> None:
+    graph = await build_graph(store)
+    setting = FlagSetting(flag="api-kill-switch", environment="prod", enabled=True, reason="r")
+    call = WriteRequest(tool="set_feature_flag", actor="t", at=NOW, arguments={})
+    await set_feature_flag(store, graph, call, setting)
+
+
+@pytest.mark.parametrize(
+    "flip",
+    [pytest.param(flip_with_load, id="load"), pytest.param(flip_with_write, id="write")],
+)
+async def test_a_flag_state_change_reloads_only_the_flag_states_and_shows_in_answers(
+    store: Store, flip: Callable[[Store], Any]
+) -> None:
+    await load_yaml(store, SHOP + "---" + api_switch(False))
+    cache = GraphCache(store)
+    before = await cache.get()
+    graph_version = await store.graph_version()
+    assert not await switch_state(store, before)
+
+    await flip(store)
+    with tables_read(store) as read:
+        after = await cache.get()
+
+    assert await store.graph_version() == graph_version
+    assert read == {"catalog_state"} | FLAG_TABLES
+    assert after.dependencies is before.dependencies
+    assert await switch_state(store, after)
+    assert not await switch_state(store, before)
+    assert await cache.get() is after
+
+
+async def test_a_load_changing_flag_states_and_a_dependency_rebuilds_the_graph(
+    store: Store,
+) -> None:
+    await load_yaml(store, SHOP + "---" + api_switch(False))
+    cache = GraphCache(store)
+    before = await cache.get()
+
+    await load_yaml(store, api_switch(True) + "---" + NEW_DEPENDENCY)
+    after = await cache.get()
+
+    assert after.dependencies is not before.dependencies
+    assert list(after.dependencies.successors("api")) == ["db"]
+    assert await switch_state(store, after)
 
 
 async def test_a_write_in_raw_sql_is_taken_to_change_the_graph(store: Store) -> None:

@@ -37,7 +37,7 @@ from resilience_mcp.catalog.refs import (
     unresolved_names,
 )
 from resilience_mcp.errors import CatalogLoadError, LoadIssue
-from resilience_mcp.store import Store, bump_version, tracked_writes
+from resilience_mcp.store import GRAPH_TABLES, Store, bump_version, tracked_writes
 
 __all__ = ["EXTERNAL_ID_ANNOTATION", "LoadReport", "load_catalog", "parse_documents"]
 
@@ -593,6 +593,10 @@ async def _apply(
 
     done, total = 0, len(entities)
     now = m.utcnow()
+    # Unchanged entities are touched (confirmed now) only when an entity row changes too:
+    # a load that changes only rows outside the graph (flag states) leaves it as it is.
+    touches: list[tuple[type[m.Entity], list[str]]] = []
+    graph_changed = False
     for kind, codec in CODECS.items():
         batch = by_kind.get(kind, [])
         if batch:
@@ -601,34 +605,73 @@ async def _apply(
             )
             changed: list[_Entity] = []
             updated: list[_Entity] = []
+            outside: list[_Entity] = []
             for entity in batch:
                 old = existing.get(entity.parsed.name)
+                new = _fingerprint(entity.parsed, codec.table)
+                if old is None or old[0] != new:
+                    counts = report.created if old is None else report.updated
+                    counts[kind] = counts.get(kind, 0) + 1
                 if old is None:
-                    report.created[kind] = report.created.get(kind, 0) + 1
                     changed.append(entity)
-                elif old != _fingerprint(entity.parsed, codec.table):
-                    report.updated[kind] = report.updated.get(kind, 0) + 1
+                elif old[0] == new:
+                    report.unchanged += 1
+                elif old[1] == source and _outside_graph(codec.table, old[0], new):
+                    outside.append(entity)
+                else:
                     changed.append(entity)
                     updated.append(entity)
-                else:
-                    report.unchanged += 1
             # Before the rows are replaced: the change is read from the old ones.
             await _record_changes(session, kind, updated, source, now)
             await _replace(session, codec.table, codec.children, changed, source, now)
-            await _touch(
-                session,
-                codec.table,
-                # By name: `in` on the list compared whole entities, quadratic in the batch.
-                sorted({e.parsed.name for e in batch} - {e.parsed.name for e in changed}),
-                source,
-                now,
-            )
+            await _replace_outside_graph(session, codec.children, outside)
+            graph_changed = graph_changed or bool(changed)
+            # By name: `in` on the list compared whole entities, quadratic in the batch.
+            touched = {e.parsed.name for e in batch} - {e.parsed.name for e in changed}
+            touches.append((codec.table, sorted(touched)))
             done += len(batch)
             if progress:
                 progress(done, total)
         if prune and (prune_kinds is None or kind in prune_kinds):
             keep = {e.parsed.name for e in batch} | set((spared or {}).get(kind, ()))
-            await _prune(session, kind, codec.table, codec.children, source, keep, report)
+            pruned = await _prune(session, kind, codec.table, codec.children, source, keep, report)
+            graph_changed = graph_changed or pruned
+    if graph_changed:
+        for table, names in touches:
+            await _touch(session, table, names, source, now)
+
+
+def _outside_graph(table: type[m.Entity], old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """Whether two fingerprints of an entity of `table` differ only in rows outside
+    `GRAPH_TABLES` (flag states, history), so that writing them rebuilds no graph."""
+    if str(table.__tablename__) not in GRAPH_TABLES:
+        return False
+
+    def graph_part(print_: tuple[Any, ...]) -> tuple[Any, ...]:
+        columns, children = print_
+        return columns, tuple(c for c in children if c[0] in GRAPH_TABLES)
+
+    return graph_part(old) == graph_part(new)
+
+
+async def _replace_outside_graph(
+    session: Any, children: tuple[type[m.Owned], ...], entities: list[_Entity]
+) -> None:
+    """Replace only the rows outside the graph that `entities` declare."""
+    refs = [e.ref for e in entities]
+    for child_table in children:
+        if not refs or str(child_table.__tablename__) in GRAPH_TABLES:
+            continue
+        for chunk in _chunks(refs):
+            await session.execute(delete(child_table).where(col(child_table.owner_ref).in_(chunk)))
+        rows = [
+            child.values | {"owner_ref": entity.ref}
+            for entity in entities
+            for child in entity.parsed.children
+            if child.table is child_table
+        ]
+        for chunk in _chunks(rows):
+            await session.execute(insert(child_table), chunk)
 
 
 async def _spare_referenced(
@@ -752,7 +795,10 @@ def _fingerprint(parsed: Parsed, table: type[m.Entity]) -> tuple[Any, ...]:
         for c in table.__table__.columns  # type: ignore[attr-defined]
         if c.name not in _PROVENANCE and c.name != "version"
     }
-    children = sorted((_child_values(c.values) for c in parsed.children), key=repr)
+    children = sorted(
+        ((str(c.table.__tablename__), _child_values(c.values)) for c in parsed.children),
+        key=repr,
+    )
     return (tuple(sorted(columns.items())), tuple(children))
 
 
@@ -770,13 +816,14 @@ async def _existing(
     table: type[m.Entity],
     children: tuple[type[m.Owned], ...],
     names: list[str],
-) -> dict[str, tuple[Any, ...]]:
+) -> dict[str, tuple[tuple[Any, ...], str | None]]:
+    """The stored entities among `names`: each one's fingerprint and source."""
     kind = next(k for k, c in CODECS.items() if c.table is table)
     rows: dict[str, Any] = {}
     for chunk in _chunks(names):
         result = await session.execute(select(table).where(col(table.name).in_(chunk)))
         rows.update({r.name: r for r in result.scalars().all()})
-    owned: dict[str, list[SQLModel]] = defaultdict(list)
+    owned: dict[str, list[m.Owned]] = defaultdict(list)
     for child_table in children:
         for chunk in _chunks([f"{kind}:{n}" for n in rows]):
             result = await session.execute(
@@ -792,9 +839,11 @@ async def _existing(
             if c.name not in _PROVENANCE and c.name != "version"
         }
         child_values = sorted(
-            (_child_values(c.model_dump()) for c in owned.get(name, [])), key=repr
+            ((str(c.__tablename__), _child_values(c.model_dump())) for c in owned.get(name, [])),
+            key=repr,
         )
-        fingerprints[name] = (tuple(sorted(columns.items())), tuple(child_values))
+        fingerprint = (tuple(sorted(columns.items())), tuple(child_values))
+        fingerprints[name] = (fingerprint, row.source)
     return fingerprints
 
 
@@ -915,11 +964,12 @@ async def _prune(
     source: str,
     keep: set[str],
     report: LoadReport,
-) -> None:
+) -> bool:
+    """Delete what `source` no longer declares; whether there was any."""
     result = await session.execute(select(table.name).where(col(table.source) == source))
     gone = [n for n in result.scalars().all() if n not in keep]
     if not gone:
-        return
+        return False
     report.pruned[kind] = len(gone)
     for chunk in _chunks(gone):
         await session.execute(delete(table).where(col(table.name).in_(chunk)))
@@ -929,6 +979,7 @@ async def _prune(
                     col(child_table.owner_ref).in_([f"{kind}:{n}" for n in chunk])
                 )
             )
+    return True
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:

@@ -2,6 +2,8 @@
 
 Built from the store in one pass (a handful of whole-table reads of `store.GRAPH_TABLES`),
 kept by `GraphCache` until the store's graph version moves, and never rebuilt per call.
+Flag states change far more often than the rest: when only the flag version moved, the
+cache reloads just them (`store.FLAG_TABLES`) into a copy of the graph it holds.
 History (deployments, incidents, flag changes, measurements) stays in the store and is
 queried where needed: writing it moves only the catalog version, so it rebuilds nothing.
 """
@@ -9,6 +11,7 @@ queried where needed: writing it moves only the catalog version, so it rebuilds 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -18,13 +21,14 @@ from typing import Any, TypeVar, cast
 
 import networkx as nx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
 from resilience_mcp import models as m
 from resilience_mcp.graph.names import NameIndex
 from resilience_mcp.store import Store
 
-__all__ = ["LOOKUP_KINDS", "CatalogGraph", "GraphCache", "build_graph"]
+__all__ = ["LOOKUP_KINDS", "CatalogGraph", "GraphCache", "build_graph", "load_flag_states"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ LOOKUP_KINDS = (
 class CatalogGraph:
     # The store's graph version it was built at (`Store.graph_version`).
     version: int
+    # The store's flag version its `flag_states` were read at (`Store.flag_version`).
+    flag_version: int = 0
     services: dict[str, m.Service] = field(default_factory=dict)
     teams: dict[str, m.Team] = field(default_factory=dict)
     people: dict[str, m.Person] = field(default_factory=dict)
@@ -86,6 +92,7 @@ class CatalogGraph:
     system_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     names: NameIndex = field(default_factory=NameIndex)
     # Values computed from this graph on first use (indexes, rankings), dropped with it.
+    # None may depend on `flag_states`: a copy with reloaded states shares them.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def entities(self, kind: str) -> dict[str, Any]:
@@ -127,23 +134,18 @@ class CatalogGraph:
 async def build_graph(store: Store) -> CatalogGraph:
     """Read the catalog from the store into a `CatalogGraph`."""
     started = time.perf_counter()
-    version = await store.graph_version()
+    version, flag_version = await store.graph_versions()
     async with store.session() as session:
 
         async def rows(table: type[T]) -> list[T]:
-            result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
-            keys = list(result.keys())
-            return [
-                cast(T, table.model_construct(**dict(zip(keys, row, strict=True))))
-                for row in result
-            ]
+            return await _rows(session, table)
 
         async def plain(table: type[SQLModel]) -> list[Any]:
             # Link rows read once by `_link` and not kept: the row itself serves, unbuilt.
             result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
             return list(result)
 
-        graph = CatalogGraph(version=version)
+        graph = CatalogGraph(version=version, flag_version=flag_version)
         graph.services = _by_name(await rows(m.Service))
         graph.teams = _by_name(await rows(m.Team))
         graph.people = _by_name(await rows(m.Person))
@@ -174,6 +176,25 @@ async def build_graph(store: Store) -> CatalogGraph:
         (time.perf_counter() - started) * 1000,
     )
     return graph
+
+
+async def load_flag_states(store: Store) -> dict[str, dict[str, m.FlagState]]:
+    """Every flag's state by environment, as `CatalogGraph.flag_states` holds them."""
+    async with store.session() as session:
+        return _flag_states(await _rows(session, m.FlagState))
+
+
+async def _rows(session: AsyncSession, table: type[T]) -> list[T]:
+    result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
+    keys = list(result.keys())
+    return [cast(T, table.model_construct(**dict(zip(keys, row, strict=True)))) for row in result]
+
+
+def _flag_states(rows: Iterable[m.FlagState]) -> dict[str, dict[str, m.FlagState]]:
+    states: dict[str, dict[str, m.FlagState]] = defaultdict(dict)
+    for state in rows:
+        states[state.flag][state.environment] = state
+    return states
 
 
 def _by_name(rows: Iterable[Any]) -> dict[str, Any]:
@@ -215,8 +236,7 @@ def _link(graph: CatalogGraph, links: dict[type[SQLModel], list[Any]]) -> None:
             graph.feature_flags[flag.feature].add(flag.name)
         for service in flag.services:
             graph.service_flags[service].add(flag.name)
-    for state in links[m.FlagState]:
-        graph.flag_states[state.flag][state.environment] = state
+    graph.flag_states = _flag_states(links[m.FlagState])
 
     for cf in links[m.CustomerFeature]:
         graph.customer_features[cf.customer].add(cf.feature)
@@ -235,7 +255,8 @@ def _link(graph: CatalogGraph, links: dict[type[SQLModel], list[Any]]) -> None:
 
 
 class GraphCache:
-    """The current `CatalogGraph`, rebuilt only when the store's graph version moves."""
+    """The current `CatalogGraph`: rebuilt when the store's graph version moves, given
+    fresh flag states when only the flag version does."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -243,14 +264,27 @@ class GraphCache:
         self._lock = asyncio.Lock()
 
     async def get(self) -> CatalogGraph:
-        version = await self.store.graph_version()
+        versions = await self.store.graph_versions()
         graph = self._graph
-        if graph is not None and graph.version == version:
+        if graph is not None and (graph.version, graph.flag_version) == versions:
             return graph
         async with self._lock:
-            if self._graph is None or self._graph.version != version:
-                self._graph = await build_graph(self.store)
-            return self._graph
+            graph = self._graph
+            if graph is None or graph.version != versions[0]:
+                graph = await build_graph(self.store)
+            elif graph.flag_version != versions[1]:
+                graph = await _with_fresh_flag_states(self.store, graph)
+            self._graph = graph
+            return graph
 
     def invalidate(self) -> None:
         self._graph = None
+
+
+async def _with_fresh_flag_states(store: Store, graph: CatalogGraph) -> CatalogGraph:
+    """A copy of `graph` with the flag states read now. A copy, so that a call still
+    reading the old graph sees one consistent catalog; the rest is shared, unchanged."""
+    flag_version = await store.flag_version()
+    states = await load_flag_states(store)
+    logger.debug("reloaded flag states at flag version %d", flag_version)
+    return dataclasses.replace(graph, flag_version=flag_version, flag_states=states)

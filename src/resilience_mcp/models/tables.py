@@ -457,13 +457,15 @@ class CatalogChange(SQLModel, table=True):
 
 class CatalogState(SQLModel, table=True):
     """One row: the catalog version, bumped by every write, so replicas notice changes;
-    and the graph version, bumped only by writes to the tables the graph is built from."""
+    the graph version, bumped only by writes to the tables the graph is built from; and
+    the flag version, bumped by writes to the flag states the graph holds."""
 
     __tablename__ = "catalog_state"
 
     id: int = Field(default=1, primary_key=True)
     version: int = 0
     graph_version: int = 0
+    flag_version: int = 0
     changed_at: datetime = _time(default_now=True)
 
 

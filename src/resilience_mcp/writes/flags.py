@@ -28,7 +28,7 @@ from resilience_mcp.graph.cards import flag_state_text
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.models.connectors import SyncedFlagState
 from resilience_mcp.models.writes import FieldChange, WriteAnswer
-from resilience_mcp.store import Store
+from resilience_mcp.store import LOCK_ONLY, Store
 from resilience_mcp.writes.audit import WriteRequest, perform_write
 from resilience_mcp.writes.lookup import Corrections, resolve_name
 
@@ -253,12 +253,17 @@ async def _confirm(
     session: AsyncSession, flag: str, push: FlagPush, environment: str, request: WriteRequest
 ) -> None:
     """The flag system has the change now: keep what a sync would read from it."""
-    await session.execute(
-        update(m.FeatureFlag)
-        .where(col(m.FeatureFlag.name) == flag)
-        .values(default_variant=push.default_variant)
-        .execution_options(synchronize_session=False)
+    current = await session.execute(
+        select(m.FeatureFlag.default_variant).where(col(m.FeatureFlag.name) == flag)
     )
+    # Written only when it differs: a write to the flag's row rebuilds every graph.
+    if current.scalar_one_or_none() != push.default_variant:
+        await session.execute(
+            update(m.FeatureFlag)
+            .where(col(m.FeatureFlag.name) == flag)
+            .values(default_variant=push.default_variant)
+            .execution_options(synchronize_session=False)
+        )
     await session.execute(
         delete(SyncedFlagState).where(
             col(SyncedFlagState.flag) == flag, col(SyncedFlagState.environment) == environment
@@ -295,7 +300,7 @@ async def _lock_flag(session: AsyncSession, flag: str) -> None:
         update(m.FeatureFlag)
         .where(col(m.FeatureFlag.name) == flag)
         .values(name=col(m.FeatureFlag.name))
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, **{LOCK_ONLY: True})
     )
 
 
@@ -305,7 +310,7 @@ async def _lock_environment(session: AsyncSession, environment: str) -> None:
         update(m.Environment)
         .where(col(m.Environment.name) == environment)
         .values(name=col(m.Environment.name))
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, **{LOCK_ONLY: True})
     )
 
 
