@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import anyio
 from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,8 +64,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # A write that loses a race for a new name (two new incidents numbered alike), or an update
-# naming no version that loses one for its row, plans again on what the winner wrote.
-ATTEMPTS = 5
+# naming no version that loses one for its row, plans again on what the winner wrote,
+# after a random pause that grows with each try, so that many writers to one row spread
+# out instead of colliding again in step.
+ATTEMPTS = 12
+BACKOFF_SECONDS = 0.005
 # A claim older than this was left by a process that died: the longest external write
 # (a few tries with timeouts and Retry-After pauses) ends well within it.
 CLAIM_LIFETIME = timedelta(minutes=15)
@@ -163,6 +168,7 @@ async def perform_write(
                 if request.arguments.get("expected_version") is not None:
                     raise
                 logger.debug("%s lost a version race (attempt %d)", request.tool, attempt)
+            await anyio.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
         raise ConflictError(
             f"{request.tool} kept colliding with concurrent writes; retry in a moment."
         )
