@@ -11,9 +11,9 @@ import logging
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.loader import EXTERNAL_ID_ANNOTATION, LoadReport, load_documents
@@ -22,6 +22,8 @@ from resilience_mcp.store import Store
 
 __all__ = [
     "API_VERSION",
+    "NonEmpty",
+    "ReadFields",
     "SyncReport",
     "catalog_document",
     "load_synced",
@@ -42,6 +44,16 @@ def slugify(text: str, *, fallback: str = "unnamed") -> str:
     """A catalog name for free text: `Payments Team` -> `payments-team`."""
     slug = _NOT_SLUG.sub("-", text.strip().lower()).strip("-._")
     return slug[:200].rstrip("-._") or fallback
+
+
+class ReadFields(BaseModel):
+    """The fields of a record from another system that a connector reads, with their
+    shapes; the rest is ignored. A record that does not fit is named by `shape_problem`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 def shape_problem(error: ValidationError, record: Any) -> str:

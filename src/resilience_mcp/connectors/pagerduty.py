@@ -25,12 +25,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.connectors.documents import (
+    NonEmpty,
+    ReadFields,
     SyncReport,
     catalog_document,
     load_synced,
@@ -555,47 +557,40 @@ def _iso(value: datetime) -> str:
 # is skipped (and counted) rather than failing the sync.
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-_Id = Annotated[str, Field(min_length=1)]
-
-
-class _Ref(_Record):
-    id: _Id
+class _Ref(ReadFields):
+    id: NonEmpty
     summary: str | None = None
     html_url: str | None = None
 
 
-class _Service(_Record):
-    id: _Id
-    name: _Id
+class _Service(ReadFields):
+    id: NonEmpty
+    name: NonEmpty
     escalation_policy: _Ref | None = None
 
 
-class _Team(_Record):
-    id: _Id
-    name: _Id
+class _Team(ReadFields):
+    id: NonEmpty
+    name: NonEmpty
     description: str | None = None
 
 
-class _Policy(_Record):
-    id: _Id
+class _Policy(ReadFields):
+    id: NonEmpty
     name: str | None = None
     summary: str | None = None
     html_url: str | None = None
     teams: list[_Ref] | None = None
 
 
-class _User(_Record):
-    id: _Id
+class _User(ReadFields):
+    id: NonEmpty
     name: str | None = None
     summary: str | None = None
     email: str | None = None
 
 
-class _OnCall(_Record):
+class _OnCall(ReadFields):
     user: _User
     escalation_policy: _Ref
     schedule: _Ref | None = None
@@ -604,9 +599,9 @@ class _OnCall(_Record):
     end: str | None = None
 
 
-class _Incident(_Record):
-    id: _Id
-    created_at: _Id
+class _Incident(ReadFields):
+    id: NonEmpty
+    created_at: NonEmpty
     incident_number: int | None = None
     title: str | None = None
     summary: str | None = None
@@ -620,9 +615,9 @@ class _Incident(_Record):
     last_status_change_at: str | None = None
 
 
-class _LogEntry(_Record):
+class _LogEntry(ReadFields):
     incident: _Ref
-    created_at: _Id
+    created_at: NonEmpty
     type: str | None = None
     summary: str | None = None
     agent: dict[str, Any] | None = None

@@ -33,9 +33,9 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -46,7 +46,13 @@ from starlette.routing import Route
 from resilience_mcp import models as m
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.loader import LoadReport, load_documents
-from resilience_mcp.connectors.documents import API_VERSION, shape_problem, slugify
+from resilience_mcp.connectors.documents import (
+    API_VERSION,
+    NonEmpty,
+    ReadFields,
+    shape_problem,
+    slugify,
+)
 from resilience_mcp.errors import CatalogLoadError, InvalidInputError
 from resilience_mcp.graph import CatalogGraph, normalise_name
 from resilience_mcp.models.connectors import PushedCommit, WebhookDelivery, WebhookSettings
@@ -353,42 +359,35 @@ def _push_time(payload: dict[str, Any]) -> datetime | None:
 # shape is refused, naming the field, before anything is written.
 
 
-class _Fields(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-_Text = Annotated[str, Field(min_length=1)]
-
-
-class _Repository(_Fields):
-    full_name: _Text
+class _Repository(ReadFields):
+    full_name: NonEmpty
     html_url: str | None = None
     # A Unix time in push events, an ISO 8601 time in others.
     pushed_at: int | float | str | None = None
 
 
-class _Commit(_Fields):
-    id: _Text
+class _Commit(ReadFields):
+    id: NonEmpty
     timestamp: str | None = None
 
 
-class _HeadCommit(_Fields):
+class _HeadCommit(ReadFields):
     timestamp: str | None = None
 
 
-class _PushEvent(_Fields):
+class _PushEvent(ReadFields):
     ref: str | None = None
     repository: _Repository
     commits: list[_Commit] | None = None
     head_commit: _HeadCommit | None = None
 
 
-class _Creator(_Fields):
+class _Creator(ReadFields):
     login: str | None = None
 
 
-class _Deployment(_Fields):
-    id: int | _Text
+class _Deployment(ReadFields):
+    id: int | NonEmpty
     sha: str | None = None
     ref: str | None = None
     environment: str | None = None
@@ -398,15 +397,15 @@ class _Deployment(_Fields):
     payload: dict[str, Any] | str | None = None
 
 
-class _DeploymentStatus(_Fields):
-    state: _Text
+class _DeploymentStatus(ReadFields):
+    state: NonEmpty
     created_at: str | None = None
     target_url: str | None = None
     log_url: str | None = None
     environment_url: str | None = None
 
 
-class _DeploymentStatusEvent(_Fields):
+class _DeploymentStatusEvent(ReadFields):
     deployment: _Deployment
     deployment_status: _DeploymentStatus
     repository: _Repository

@@ -18,10 +18,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_
-from sqlmodel import col, func, select
+from sqlmodel import SQLModel, col, func, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError
@@ -33,6 +33,8 @@ from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
 from resilience_mcp.store import Store
 
 __all__ = ["ChangeScope", "change_scope", "dependency_paths", "list_recent_changes", "parse_moment"]
+
+T = TypeVar("T", bound=SQLModel)
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m)\s*$", re.IGNORECASE)
 _UNIT_HOURS = {"w": 168.0, "d": 24.0, "h": 1.0, "m": 1 / 60}
@@ -230,14 +232,8 @@ async def _deployments(
         )
     if paths is not None:
         where.append(col(m.Deployment.service).in_(list(paths)))
-    total = await session.execute(select(func.count()).select_from(m.Deployment).where(*where))
-    rows = await session.execute(
-        select(m.Deployment)
-        .where(*where)
-        .order_by(col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
-        .limit(window.rows)
-    )
-    return int(total.scalar_one()), list(rows.scalars().all())
+    order = (col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
+    return await _newest(session, m.Deployment, where, order, window.rows)
 
 
 async def _flag_changes(
@@ -250,14 +246,8 @@ async def _flag_changes(
         where.append(window.flagged.clause(col(m.FlagChange.environment), col(m.FlagChange.flag)))
     if flag_paths is not None:
         where.append(col(m.FlagChange.flag).in_(list(flag_paths)))
-    total = await session.execute(select(func.count()).select_from(m.FlagChange).where(*where))
-    rows = await session.execute(
-        select(m.FlagChange)
-        .where(*where)
-        .order_by(col(m.FlagChange.at).desc(), col(m.FlagChange.flag), col(m.FlagChange.id).desc())
-        .limit(window.rows)
-    )
-    return int(total.scalar_one()), list(rows.scalars().all())
+    order = (col(m.FlagChange.at).desc(), col(m.FlagChange.flag), col(m.FlagChange.id).desc())
+    return await _newest(session, m.FlagChange, where, order, window.rows)
 
 
 async def _catalog_changes(
@@ -266,16 +256,17 @@ async def _catalog_changes(
     where = [*window.when(col(m.CatalogChange.at)), col(m.CatalogChange.kind) == "Service"]
     if paths is not None:
         where.append(col(m.CatalogChange.name).in_(list(paths)))
-    total = await session.execute(select(func.count()).select_from(m.CatalogChange).where(*where))
-    rows = await session.execute(
-        select(m.CatalogChange)
-        .where(*where)
-        .order_by(
-            col(m.CatalogChange.at).desc(), col(m.CatalogChange.name), col(m.CatalogChange.id)
-        )
-        .limit(window.rows)
-    )
-    return int(total.scalar_one()), list(rows.scalars().all())
+    order = (col(m.CatalogChange.at).desc(), col(m.CatalogChange.name), col(m.CatalogChange.id))
+    return await _newest(session, m.CatalogChange, where, order, window.rows)
+
+
+async def _newest(
+    session: Any, table: type[T], where: Sequence[Any], order: Sequence[Any], rows: int
+) -> tuple[int, list[T]]:
+    """How many rows of `table` match `where`, and the first `rows` of them in `order`."""
+    total = await session.execute(select(func.count()).select_from(table).where(*where))
+    found = await session.execute(select(table).where(*where).order_by(*order).limit(rows))
+    return int(total.scalar_one()), list(found.scalars().all())
 
 
 def _tenant(graph: CatalogGraph, environment: str | None) -> str | None:
