@@ -106,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-sync", action="store_true", help="do not sync the connectors' sources while serving"
     )
+    serve.add_argument(
+        "--answer-ttl",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="serve a catalog-wide answer (recurring incidents, scorecard failures, DORA) again "
+        "for up to this long while nothing is written (default 60; 0: always compute)",
+    )
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="make bearer tokens for the HTTP transport")
@@ -402,6 +410,7 @@ def _serve(args: argparse.Namespace) -> int:
         enable_writes=args.enable_writes,
         load_paths=tuple(args.load),
         background_sync=not args.no_sync,
+        answer_ttl_seconds=args.answer_ttl,
     )
     if not args.http:
         server = build_server(config)

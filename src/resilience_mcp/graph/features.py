@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -200,10 +200,18 @@ def _flag_states(graph: CatalogGraph, flag: str, where: _Where | None) -> list[F
 
 
 async def _recent_changes(
-    store: Store, graph: CatalogGraph, since: datetime, until: datetime, scope: set[str] | None
+    store: Store,
+    graph: CatalogGraph,
+    since: datetime,
+    until: datetime,
+    scope: set[str] | None,
+    flags: Sequence[str] | None = None,
 ) -> dict[str, FlagChangeView]:
-    """The newest change of each flag within the window (and the environments in scope)."""
+    """The newest change of each flag (of `flags`, or every flag) within the window (and the
+    environments in scope)."""
     query = select(m.FlagChange).where(col(m.FlagChange.at) >= since, col(m.FlagChange.at) <= until)
+    if flags is not None:
+        query = query.where(col(m.FlagChange.flag).in_(flags))
     if scope is not None:
         query = query.where(
             or_(col(m.FlagChange.environment).in_(scope), col(m.FlagChange.environment).is_(None))
@@ -235,9 +243,14 @@ def _summary(
     )
 
 
-def _flag_order(flag: m.FeatureFlag, recent: dict[str, FlagChangeView]) -> tuple[bool, bool, str]:
-    """Kill switches first, then what changed recently, then by key."""
-    return (flag.purpose != "kill-switch", flag.name not in recent, flag.key)
+def _flag_orders(graph: CatalogGraph) -> dict[str, tuple[bool, str]]:
+    """Each flag's place in a list: kill switches first, then by key (what changed recently
+    comes between the two, per call). Kept with the graph: thousands of flags are sorted."""
+    orders: dict[str, tuple[bool, str]] | None = graph.derived.get("flag_orders")
+    if orders is None:
+        orders = {n: (f.purpose != "kill-switch", f.key) for n, f in graph.flags.items()}
+        graph.derived["flag_orders"] = orders
+    return orders
 
 
 def _purpose(text: str | None) -> str | None:
@@ -308,16 +321,19 @@ async def list_feature_flags(
         store, graph, now - recent, now, where.scope if where else None
     )
     # Filter and order on the rows; only the page shown is shaped into answers.
+    order = _flag_orders(graph)
     chosen = [
-        graph.flags[name]
+        name
         for name in names
         if (not wanted_purpose or graph.flags[name].purpose == wanted_purpose)
-        and _matches_state(_scoped_states(graph, name, where), wanted_state)
+        and (
+            wanted_state is None or _matches_state(_scoped_states(graph, name, where), wanted_state)
+        )
     ]
-    chosen.sort(key=lambda flag: _flag_order(flag, recent_changes))
+    chosen.sort(key=lambda name: (order[name][0], name not in recent_changes, order[name][1]))
     shown = [
-        _summary(graph, flag, _flag_states(graph, flag.name, where), recent_changes)
-        for flag in chosen[offset : offset + limit]
+        _summary(graph, graph.flags[name], _flag_states(graph, name, where), recent_changes)
+        for name in chosen[offset : offset + limit]
     ]
     await add_state_sources(store, shown, now, stale_after)
     return FlagListAnswer(
@@ -358,11 +374,12 @@ async def get_feature(
         (_service_brief(graph, s) for s in graph.feature_services.get(feature.name, ())),
         key=lambda s: (s.tier or 9, s.name),
     )
-    recent_changes = await _recent_changes(store, graph, now - recent, now, None)
     flag_names = sorted(graph.feature_flags.get(feature.name, ()))
+    recent_changes = await _recent_changes(store, graph, now - recent, now, None, flag_names)
+    order = _flag_orders(graph)
     flags = sorted(
         (graph.flags[f] for f in flag_names if f in graph.flags),
-        key=lambda flag: _flag_order(flag, recent_changes),
+        key=lambda flag: (order[flag.name][0], flag.name not in recent_changes, flag.key),
     )
     incidents = await _open_incidents(store, feature.name, flag_names)
     return FeatureCard(

@@ -108,7 +108,11 @@ def find_risks(
         return RiskAnswer(kind=kind, items=items, page=PageInfo.of(len(cycles), len(items), offset))
 
     counts = count_dependents(graph)
-    ranked = _ranked(graph, kind, counts)
+    # The ranking and the cut-off counts are the graph's alone: kept with it, like counts.
+    rankings: dict[RiskKind, list[str]] = graph.derived.setdefault("risk_rankings", {})
+    ranked = rankings.get(kind)
+    if ranked is None:
+        ranked = rankings[kind] = _ranked(graph, kind, counts)
     page_names = ranked[offset : offset + limit]
     items = [_service_item(graph, kind, name, counts) for name in page_names]
     return RiskAnswer(kind=kind, items=items, page=PageInfo.of(len(ranked), len(items), offset))
@@ -158,6 +162,14 @@ def _service_item(
 
 def _cut_off(graph: CatalogGraph, name: str) -> tuple[int, int]:
     """Features that go down with a service, and the customers entitled to them."""
+    known: dict[str, tuple[int, int]] = graph.derived.setdefault("cut_off", {})
+    found = known.get(name)
+    if found is None:
+        found = known[name] = _count_cut_off(graph, name)
+    return found
+
+
+def _count_cut_off(graph: CatalogGraph, name: str) -> tuple[int, int]:
     walk = walk_dependencies(graph, [name], "up", include_soft=False)
     features: set[str] = set()
     for service in walk.hard_depth:

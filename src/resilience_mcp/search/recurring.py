@@ -11,13 +11,17 @@ root-cause group when any of its links is.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Row
+from sqlalchemy import select as select_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -26,7 +30,7 @@ from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.incidents import incident_summaries, parse_time
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.incidents import RecurrenceGroup, RecurringIncidents
-from resilience_mcp.search.fts import extract_terms, stem
+from resilience_mcp.search.fts import MAX_TERMS, extract_terms, stem
 from resilience_mcp.store import Store
 
 __all__ = ["SIMILAR", "find_recurring_incidents"]
@@ -45,9 +49,12 @@ _KEYISH = re.compile(r"\b[A-Za-z]{2,10}[-_ ]?\d{2,}(?:-\d+)?\b")
 
 @dataclass
 class _Incident:
-    row: m.Incident
-    cause: str
-    said: str
+    key: str
+    title: str
+    started_at: datetime
+    commit: str | None
+    cause: str = ""
+    said: str = ""
     services: list[str] = field(default_factory=list)
     vector: dict[str, float] = field(default_factory=dict)
     # A word as written, for each stem in the vector, to label groups readably.
@@ -78,22 +85,52 @@ async def find_recurring_incidents(
     )
 
 
+# What grouping reads of an incident and its postmortem: plain rows, not whole records.
+_INCIDENT_COLUMNS = tuple(
+    col(c)
+    for c in (
+        m.Incident.name,
+        m.Incident.title,
+        m.Incident.started_at,
+        m.Incident.root_cause_commit,
+        m.Incident.trigger,
+        m.Incident.summary,
+        m.Incident.description,
+    )
+)
+_POSTMORTEM_COLUMNS = tuple(
+    col(c)
+    for c in (
+        m.Postmortem.incident,
+        m.Postmortem.trigger,
+        m.Postmortem.root_cause,
+        m.Postmortem.summary,
+        m.Postmortem.contributing_factors,
+    )
+)
+
+
 async def _load(session: AsyncSession, start: datetime, service: str | None) -> list[_Incident]:
-    query = select(m.Incident).where(col(m.Incident.started_at) >= start)
+    i = m.Incident
+    query = select_rows(*_INCIDENT_COLUMNS).where(col(i.started_at) >= start)
     if service:
         touched = select(m.IncidentLink.incident).where(
             col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target) == service
         )
         query = query.where(col(m.Incident.name).in_(touched))
-    rows = await session.execute(query.order_by(col(m.Incident.started_at).desc()).limit(MAX_SCAN))
-    found = {i.name: _Incident(i, "", "") for i in rows.scalars().all()}
+    rows = (await session.execute(query.order_by(col(i.started_at).desc()).limit(MAX_SCAN))).all()
+    found = {
+        row.name: _Incident(row.name, row.title, row.started_at, row.root_cause_commit)
+        for row in rows
+    }
     keys = list(found)
-    postmortems: dict[str, m.Postmortem] = {}
+    pm = m.Postmortem
+    postmortems: dict[str, Row[Any]] = {}
     for chunk in _chunks(keys):
         pms = await session.execute(
-            select(m.Postmortem).where(col(m.Postmortem.incident).in_(chunk))
+            select_rows(*_POSTMORTEM_COLUMNS).where(col(pm.incident).in_(chunk))
         )
-        postmortems.update({pm.incident: pm for pm in pms.scalars().all() if pm.incident})
+        postmortems.update({row.incident: row for row in pms if row.incident})
         links = await session.execute(
             select(m.IncidentLink.incident, m.IncidentLink.target).where(
                 col(m.IncidentLink.incident).in_(chunk), col(m.IncidentLink.kind) == "service"
@@ -101,104 +138,154 @@ async def _load(session: AsyncSession, start: datetime, service: str | None) -> 
         )
         for key, target in links:
             found[key].services.append(target)
-    for key, item in found.items():
-        _describe(item, postmortems.get(key))
+    for row in rows:
+        texts = (row.title, row.trigger, row.summary, row.description)
+        _describe(found[row.name], texts, postmortems.get(row.name))
     return list(found.values())
 
 
-def _describe(item: _Incident, pm: m.Postmortem | None) -> None:
-    i = item.row
-    cause = [i.title, i.trigger]
-    said = [i.summary, i.description, i.trigger]
+def _describe(item: _Incident, texts: tuple[str | None, ...], pm: Row[Any] | None) -> None:
+    """What the incident says caused it, and all it says, for comparing."""
+    title, trigger, summary, description = texts
+    cause = [title, trigger]
+    said = [summary, description, trigger]
     if pm is not None:
         cause += [pm.trigger, pm.root_cause or pm.summary]
         said += [pm.summary, pm.root_cause, pm.trigger, *pm.contributing_factors]
     else:
-        cause.append(i.summary)
+        cause.append(summary)
     item.cause = " ".join(x for x in cause if x)
     item.said = " ".join(x for x in said if x)
+
+
+class _Links:
+    """Union-find over incident positions, keeping a few reasons per group and whether any
+    link in it is a shared cause (not only a title)."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+        self.members = [{at} for at in range(size)]
+        # Thousands of links may join one group; only the first EVIDENCE are shown.
+        self.evidence: dict[int, list[str]] = defaultdict(list)
+        self.causal: set[int] = set()
+        self.joins = 0
+
+    def find(self, at: int) -> int:
+        parent = self.parent
+        while parent[at] != at:
+            parent[at] = parent[parent[at]]
+            at = parent[at]
+        return at
+
+    def settled(self, root: int, *, cause: bool = True) -> bool:
+        """Whether a link inside `root`'s group would change nothing: its reasons are all
+        taken, and it is already a root-cause group if the link is a cause."""
+        return len(self.evidence[root]) >= EVIDENCE and (not cause or root in self.causal)
+
+    def join(self, a: int, b: int, why: str, *, cause: bool = True) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            kept = self.evidence.pop(rb, [])
+            kept += self.evidence.pop(ra, [])[: EVIDENCE - len(kept)]
+            # The smaller group goes under the larger, so that paths stay short.
+            big, small = (ra, rb) if len(self.members[ra]) >= len(self.members[rb]) else (rb, ra)
+            self.parent[small] = big
+            self.members[big] |= self.members[small]
+            self.members[small] = set()
+            self.evidence[big] = kept
+            if {ra, rb} & self.causal:
+                self.causal -= {ra, rb}
+                self.causal.add(big)
+            rb = big
+        kept = self.evidence[rb]
+        if len(kept) < EVIDENCE and why not in kept:
+            kept.append(why)
+        if cause:
+            self.causal.add(rb)
+        self.joins += 1
+
+    def unsettled(self, at: int, candidates: set[int], *, cause: bool = True) -> Iterator[int]:
+        """`candidates` in order, less those in `at`'s group while a link inside it would
+        change nothing; the caller may join `at` to each before taking the next."""
+        queue = sorted(candidates)
+        joins = -1
+        k = 0
+        while k < len(queue):
+            if joins != self.joins:
+                joins = self.joins
+                mine = self.find(at)
+                if self.settled(mine, cause=cause):
+                    queue = sorted(set(queue[k:]) - self.members[mine])
+                    k = 0
+                    continue
+            k += 1
+            yield queue[k - 1]
 
 
 def _cause_groups(
     incidents: list[_Incident],
 ) -> list[tuple[str, str, list[str], list[_Incident]]]:
-    by_key = {i.row.name: i for i in incidents}
-    parent = {key: key for key in by_key}
-    # Per group root: the first EVIDENCE reasons, and whether any link is a shared cause
-    # (not only a title). Thousands of links may join one group; only a few are shown.
-    evidence: dict[str, list[str]] = defaultdict(list)
-    causal: set[str] = set()
-
-    def find(key: str) -> str:
-        while parent[key] != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    def join(a: str, b: str, why: str, *, cause: bool = True) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[ra] = rb
-            kept = evidence[rb]
-            kept += evidence.pop(ra, [])[: EVIDENCE - len(kept)]
-            if ra in causal:
-                causal.discard(ra)
-                causal.add(rb)
-        kept = evidence[rb]
-        if len(kept) < EVIDENCE and why not in kept:
-            kept.append(why)
-        if cause:
-            causal.add(rb)
-
+    keys = [i.key for i in incidents]
+    links = _Links(len(incidents))
     for a, b in _references(incidents):
-        join(a, b, f"{a} names {b}")
+        links.join(a, b, f"{keys[a]} names {keys[b]}")
     for a, b, commit in _same_commit(incidents):
-        join(a, b, f"{a} and {b} share root-cause commit {commit[:12]}")
-    for a, b, score in _alike(incidents):
-        join(a, b, f"{a} and {b} read alike ({score:.2f})")
-    for a, b in _same_title(incidents):
-        join(a, b, f"{a} and {b} have the same title", cause=False)
+        links.join(a, b, f"{keys[a]} and {keys[b]} share root-cause commit {commit[:12]}")
+    _link_alike(incidents, links)
+    _link_same_title(incidents, links)
 
-    members: dict[str, list[_Incident]] = defaultdict(list)
-    for key, item in by_key.items():
-        members[find(key)].append(item)
+    members: dict[int, list[_Incident]] = defaultdict(list)
+    for at, item in enumerate(incidents):
+        members[links.find(at)].append(item)
     groups = [
-        ("root cause" if root in causal else "symptom", _label(group), evidence[root], group)
+        (
+            "root cause" if root in links.causal else "symptom",
+            _label(group),
+            links.evidence[root],
+            group,
+        )
         for root, group in members.items()
         if len(group) > 1
     ]
     return sorted(groups, key=lambda g: (-len(g[3]), -_latest(g[3]).timestamp()))
 
 
-def _same_title(incidents: list[_Incident]) -> list[tuple[str, str]]:
-    """Pairs whose titles share most of their words (Jaccard of stems)."""
-    words = {
-        i.row.name: frozenset(stem(t) for t in extract_terms(i.row.title or "")) for i in incidents
-    }
-    by_word: dict[str, list[str]] = defaultdict(list)
-    for key, stems in words.items():
-        for word in stems:
-            by_word[word].append(key)
-    pairs = set()
-    for key, stems in words.items():
-        if len(stems) < 2:
+def _link_same_title(incidents: list[_Incident], links: _Links) -> None:
+    """Join incidents whose titles share most of their words: a Jaccard of stems of at least
+    SAME_TITLE.
+
+    Two sets that alike share a word among the rarest `n - ceil(SAME_TITLE * n) + 1` of
+    each (prefix filtering), so only those words are indexed and probed.
+    """
+    keys = [i.key for i in incidents]
+    titles = [set(_stemmed(i.title or "", MAX_TERMS)[1]) for i in incidents]
+    df = Counter(word for words in titles for word in words)
+    index: dict[str, list[int]] = defaultdict(list)
+    for at, words in enumerate(titles):
+        if len(words) < 2:
             continue
-        others = {o for w in stems for o in by_word[w] if o > key and len(words[o]) > 1}
-        for other in others:
-            overlap = len(stems & words[other]) / len(stems | words[other])
-            if overlap >= SAME_TITLE:
-                pairs.add((key, other))
-    return sorted(pairs)
+        rare = sorted(words, key=lambda w: (df[w], w))
+        prefix = rare[: len(words) - math.ceil(SAME_TITLE * len(words)) + 1]
+        seen: set[int] = set()
+        for word in prefix:
+            seen.update(index[word])
+        for other in links.unsettled(at, seen, cause=False):
+            shared = titles[other]
+            if len(words & shared) / len(words | shared) >= SAME_TITLE:
+                first, second = sorted((keys[other], keys[at]))
+                links.join(other, at, f"{first} and {second} have the same title", cause=False)
+        for word in prefix:
+            index[word].append(at)
 
 
-def _references(incidents: list[_Incident]) -> list[tuple[str, str]]:
-    normal = {_plain(i.row.name): i.row.name for i in incidents}
+def _references(incidents: list[_Incident]) -> list[tuple[int, int]]:
+    normal = {_plain(i.key): at for at, i in enumerate(incidents)}
     pairs = []
-    for item in incidents:
+    for at, item in enumerate(incidents):
         for token in _KEYISH.findall(item.said):
             other = normal.get(_plain(token))
-            if other and other != item.row.name:
-                pairs.append((item.row.name, other))
+            if other is not None and other != at:
+                pairs.append((at, other))
     return pairs
 
 
@@ -206,45 +293,64 @@ def _plain(key: str) -> str:
     return re.sub(r"[^a-z0-9]", "", key.lower())
 
 
-def _same_commit(incidents: list[_Incident]) -> list[tuple[str, str, str]]:
-    by_commit: dict[str, list[str]] = defaultdict(list)
-    for item in incidents:
-        if item.row.root_cause_commit:
-            by_commit[item.row.root_cause_commit].append(item.row.name)
-    return [(keys[0], other, c) for c, keys in by_commit.items() for other in keys[1:]]
+def _same_commit(incidents: list[_Incident]) -> list[tuple[int, int, str]]:
+    by_commit: dict[str, list[int]] = defaultdict(list)
+    for at, item in enumerate(incidents):
+        if item.commit:
+            by_commit[item.commit].append(at)
+    return [(ats[0], other, c) for c, ats in by_commit.items() for other in ats[1:]]
 
 
-def _alike(incidents: list[_Incident]) -> list[tuple[str, str, float]]:
-    """Pairs whose cause texts have a TF-IDF cosine of at least SIMILAR."""
-    terms: dict[str, list[str]] = {}
+def _link_alike(incidents: list[_Incident], links: _Links) -> None:
+    """Join incidents whose cause texts have a TF-IDF cosine of at least SIMILAR.
+
+    Words in more than a quarter of the incidents say nothing about a shared cause and are
+    left out of the dot product (not of the norm). The pairs are found as in all-pairs
+    similarity search: each vector indexes only its rarest words, leaving out the commonest
+    ones while their weights' norm stays under SIMILAR. Two vectors whose dot reaches
+    SIMILAR cannot owe it to those left-out words alone, so they meet in the index; only the
+    pairs that meet are scored, and not even those when the link would add nothing.
+    """
+    keys = [i.key for i in incidents]
+    terms: list[list[str]] = []
     for item in incidents:
-        found = extract_terms(item.cause, limit=64)
-        item.words = {stem(t): t for t in reversed(found)}
-        terms[item.row.name] = [stem(t) for t in found]
-    df = Counter(t for words in terms.values() for t in set(words))
+        found, stems = _stemmed(item.cause, 64)
+        item.words = dict(zip(reversed(stems), reversed(found), strict=True))
+        terms.append(list(stems))
+    df = Counter(t for words in terms for t in set(words))
     total = len(incidents)
-    postings: dict[str, list[str]] = defaultdict(list)
-    for item in incidents:
-        counts = Counter(terms[item.row.name])
+    common = max(2, total // 4)
+    vectors: list[dict[str, float]] = []
+    for item, words in zip(incidents, terms, strict=True):
+        counts = Counter(words)
         weights = {t: (1 + math.log(n)) * math.log(1 + total / df[t]) for t, n in counts.items()}
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         item.vector = {t: w / norm for t, w in weights.items()}
-        for t in item.vector:
-            postings[t].append(item.row.name)
+        vectors.append({t: w for t, w in item.vector.items() if df[t] <= common})
 
-    by_key = {i.row.name: i for i in incidents}
-    pairs = []
-    for item in incidents:
-        dots: dict[str, float] = defaultdict(float)
-        for t, w in item.vector.items():
-            # Words in most incidents say nothing about a shared cause.
-            if df[t] > max(2, total // 4):
-                continue
-            for other in postings[t]:
-                if other > item.row.name:
-                    dots[other] += w * by_key[other].vector[t]
-        pairs += [(item.row.name, o, s) for o, s in dots.items() if s >= SIMILAR]
-    return pairs
+    index: dict[str, list[int]] = defaultdict(list)
+    for at, vector in enumerate(vectors):
+        seen: set[int] = set()
+        for t in vector:
+            seen.update(index.get(t, ()))
+        for other in links.unsettled(at, seen):
+            them = vectors[other]
+            score = sum(w * them[t] for t, w in vector.items() if t in them)
+            if score >= SIMILAR:
+                links.join(other, at, f"{keys[other]} and {keys[at]} read alike ({score:.2f})")
+        left_out = 0.0
+        for t in sorted(vector, key=lambda t: (-df[t], t)):
+            left_out += vector[t] ** 2
+            if math.sqrt(left_out) >= SIMILAR:
+                index[t].append(at)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stemmed(text: str, limit: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The words of `text` worth comparing (at most `limit`) and their stems. An incident's
+    text rarely changes, and every call compares the same year of them again."""
+    found = tuple(extract_terms(text, limit=limit))
+    return found, tuple(stem(t) for t in found)
 
 
 def _label(group: list[_Incident]) -> str:
@@ -256,7 +362,7 @@ def _label(group: list[_Incident]) -> str:
     top = sorted((t for t in weight if not t.isdigit()), key=lambda t: -weight[t])[:12]
     shared = [t for t in top if sum(t in i.vector for i in group) > 1][:4]
     spelled = {t: w for item in group for t, w in item.words.items()}
-    return ", ".join(spelled.get(t, t) for t in shared) or group[0].row.title or group[0].row.name
+    return ", ".join(spelled.get(t, t) for t in shared) or group[0].title or group[0].key
 
 
 def _service_groups(
@@ -275,7 +381,7 @@ def _service_groups(
 
 
 def _latest(group: list[_Incident]) -> datetime:
-    return max(i.row.started_at for i in group)
+    return max(i.started_at for i in group)
 
 
 async def _shape(
@@ -285,8 +391,11 @@ async def _shape(
     evidence: list[str],
     members: list[_Incident],
 ) -> RecurrenceGroup:
-    ordered = sorted(members, key=lambda i: i.row.started_at, reverse=True)
-    summaries = await incident_summaries(session, [i.row for i in ordered[:PER_GROUP]])
+    ordered = sorted(members, key=lambda i: i.started_at, reverse=True)
+    shown = [i.key for i in ordered[:PER_GROUP]]
+    rows = await session.execute(select(m.Incident).where(col(m.Incident.name).in_(shown)))
+    by_key = {row.name: row for row in rows.scalars()}
+    summaries = await incident_summaries(session, [by_key[key] for key in shown])
     return RecurrenceGroup(
         reason="root cause"
         if reason == "root cause"
@@ -296,7 +405,7 @@ async def _shape(
         label=label,
         evidence=evidence,
         count=len(members),
-        first_at=min(i.row.started_at for i in members),
+        first_at=min(i.started_at for i in members),
         last_at=_latest(members),
         incidents=summaries,
     )

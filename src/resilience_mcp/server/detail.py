@@ -12,7 +12,8 @@ models nested anywhere inside an answer are summarised by the same table.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -78,7 +79,10 @@ def _summarize_value(value: Any) -> Any:
 def empty_value(annotation: Any, info: Any) -> Any:
     """The value an omitted field takes: its default, else the empty value of its type."""
     if not info.is_required():
-        return info.get_default(call_default_factory=True)
+        # The factories here take no arguments; asking pydantic whether they want the
+        # validated data inspects their signature on every call.
+        factory = info.default_factory
+        return info.default if factory is None else cast(Callable[[], Any], factory)()
     origin = get_origin(annotation)
     if origin is list:
         return []

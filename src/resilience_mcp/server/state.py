@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
 
 from resilience_mcp.connectors.sync import SyncMonitor
 from resilience_mcp.graph.catalog import CatalogGraph, GraphCache
@@ -13,7 +16,9 @@ from resilience_mcp.models.connectors import ConnectorSettings
 from resilience_mcp.search.semantic import Embedder, SemanticIndex
 from resilience_mcp.store import Store
 
-__all__ = ["AppState", "ServerConfig"]
+__all__ = ["AnswerCache", "AppState", "ServerConfig"]
+
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -41,6 +46,9 @@ class ServerConfig:
     # stands in for the packaged model, as tests do.
     semantic: bool = False
     embedder: Embedder | None = None
+    # How long a catalog-wide answer (recurring incidents, scorecard failures, DORA) may be
+    # served again while the store is unchanged; 0 computes every one afresh.
+    answer_ttl_seconds: float = 60.0
 
     def stale_after(self) -> timedelta:
         """The age past which a synced fact is marked stale in answers."""
@@ -60,11 +68,81 @@ class AppState:
     # The incidents' embeddings, with semantic ranking on; filled by the first query.
     semantic: SemanticIndex | None = field(default=None, init=False)
 
+    answers: AnswerCache = field(init=False)
+
     def __post_init__(self) -> None:
         self.graphs = GraphCache(self.store)
+        self.answers = AnswerCache(
+            self.store, timedelta(seconds=self.config.answer_ttl_seconds), self.config.clock
+        )
 
     async def graph(self) -> CatalogGraph:
         return await self.graphs.get()
 
     def now(self) -> datetime:
         return self.config.clock()
+
+
+@dataclass(frozen=True)
+class _Kept:
+    version: int
+    at: datetime
+    value: Any
+
+
+class AnswerCache:
+    """Catalog-wide answers kept while the store is unchanged.
+
+    Recurring incidents, scorecard failures across the catalog and the organisation's DORA
+    metrics each take a pass over thousands of rows, and an incident brings many agents to
+    ask the same question. An answer is kept against the store's catalog version, which
+    every write moves (through any replica), and for at most `ttl`: each answer is computed
+    up to a moment, and time moves windows and due dates on. Callers asking for an answer
+    that is being computed wait for it rather than computing it again.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ttl: timedelta,
+        clock: Callable[[], datetime] = _now,
+        size: int = 256,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self.size = size
+        self._kept: OrderedDict[Hashable, _Kept] = OrderedDict()
+        self._computing: dict[Hashable, asyncio.Lock] = {}
+
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        """The answer kept for `key`, else `compute()`'s, kept."""
+        if self.ttl <= timedelta(0):
+            return await compute()
+        version = await self.store.catalog_version()
+        found = self._fresh(key, version)
+        if found is not None:
+            return cast(T, found.value)
+        lock = self._computing.setdefault(key, asyncio.Lock())
+        async with lock:
+            found = self._fresh(key, version)
+            if found is not None:
+                return cast(T, found.value)
+            # The version was read before computing: a write landing meanwhile leaves a
+            # newer one in the store, and the next call computes again.
+            started = self.clock()
+            value = await compute()
+            self._kept[key] = _Kept(version, started, value)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        if not lock.locked():
+            self._computing.pop(key, None)
+        return value
+
+    def _fresh(self, key: Hashable, version: int) -> _Kept | None:
+        found = self._kept.get(key)
+        if found is None or found.version != version or self.clock() - found.at >= self.ttl:
+            return None
+        self._kept.move_to_end(key)
+        return found

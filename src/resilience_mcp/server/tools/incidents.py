@@ -224,8 +224,11 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         graph = await state.graph()
         offset = parse_cursor(cursor)
         # The groups come in a fixed order; a later page is the tail of a longer first one.
-        found = await find_recurring(
-            state.store, graph, state.now(), service=service, since=since, limit=offset + limit
+        found = await state.answers.get(
+            ("find_recurring_incidents", service, since, offset + limit),
+            lambda: find_recurring(
+                state.store, graph, state.now(), service=service, since=since, limit=offset + limit
+            ),
         )
         groups = found.groups[offset:]
         page = PageInfo.of(found.page.total, len(groups), offset)

@@ -82,16 +82,19 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         state = app_state(ctx)
         graph = await state.graph()
         return answer(
-            await compute_dora_answer(
-                state.store,
-                graph,
-                state.now(),
-                scope=scope,
-                name=name,
-                since=since,
-                until=until,
-                group_by=group_by,
-                limit=limit,
+            await state.answers.get(
+                ("get_dora_metrics", scope, name, since, until, group_by, limit),
+                lambda: compute_dora_answer(
+                    state.store,
+                    graph,
+                    state.now(),
+                    scope=scope,
+                    name=name,
+                    since=since,
+                    until=until,
+                    group_by=group_by,
+                    limit=limit,
+                ),
             )
         )
 
@@ -219,16 +222,20 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         to chase a team's gaps."""
         state = app_state(ctx)
         graph = await state.graph()
+        offset = parse_cursor(cursor)
         return answer(
-            await find_failures(
-                state.store,
-                graph,
-                state.now(),
-                rule=rule,
-                level=level,
-                team=team,
-                scorecard=scorecard,
-                limit=limit,
-                offset=parse_cursor(cursor),
+            await state.answers.get(
+                ("list_scorecard_failures", rule, level, team, scorecard, limit, offset),
+                lambda: find_failures(
+                    state.store,
+                    graph,
+                    state.now(),
+                    rule=rule,
+                    level=level,
+                    team=team,
+                    scorecard=scorecard,
+                    limit=limit,
+                    offset=offset,
+                ),
             )
         )
