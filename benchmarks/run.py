@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from jsonschema.exceptions import best_match
+from jsonschema.validators import validator_for
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
@@ -50,6 +52,7 @@ from resilience_mcp.graph import build_graph
 from resilience_mcp.graph.impact import find_impact
 from resilience_mcp.server import ServerConfig, build_server
 from resilience_mcp.server.app import BENCH_NOOP_ENV, add_noop_tool
+from resilience_mcp.server.state import KEPT_ANSWERS
 from resilience_mcp.store import Store
 
 __all__ = [
@@ -136,6 +139,9 @@ class ToolTimes:
     transport: str
     times: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    # In process: how long the SDK client's check of each answer against the tool's output
+    # schema takes (it runs on every call, in the caller's process).
+    checks: dict[str, float] = field(default_factory=dict)
 
     def p50(self, tool: str) -> float:
         return statistics.median(self.times[tool])
@@ -152,6 +158,7 @@ async def time_calls(
 ) -> ToolTimes:
     """Two untimed calls of each tool, then `samples` timed; noop first and last, pooled."""
     result = ToolTimes(transport)
+    schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}
     order = [NOOP, *calls, NOOP]
     for tool in order:
         arguments = calls.get(tool, {})
@@ -163,7 +170,24 @@ async def time_calls(
             result.times.setdefault(tool, []).append((time.perf_counter() - started) * 1000)
             if answer.is_error:
                 result.errors[tool] = result.errors.get(tool, 0) + 1
+        if transport == "in-process" and answer.structured_content is not None:
+            result.checks[tool] = schema_check_ms(schemas.get(tool), answer.structured_content)
     return result
+
+
+def schema_check_ms(
+    schema: dict[str, Any] | None, content: dict[str, Any], repeat: int = 5
+) -> float:
+    """The median time to check `content` against `schema` as the SDK's client does."""
+    if schema is None:
+        return 0.0
+    validator = validator_for(schema)(schema)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        best_match(validator.iter_errors(content))
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 async def tool_calls(client: Client, url: str) -> dict[str, dict[str, Any]]:
@@ -190,6 +214,16 @@ async def in_process(url: str, samples: int) -> tuple[dict[str, dict[str, Any]],
     async with Client(server) as client:
         calls = await tool_calls(client, url)
         return calls, await time_calls(client, "in-process", calls, samples)
+
+
+async def computed_afresh(url: str, calls: dict[str, dict[str, Any]], samples: int) -> ToolTimes:
+    """The tools whose answers are kept (`KEPT_ANSWERS`), with nothing kept: what the first
+    call after a write costs."""
+    server = build_server(ServerConfig(db_url=url, toolsets=("all",), answer_ttl_seconds=0))
+    add_noop_tool(server)
+    kept = {tool: arguments for tool, arguments in calls.items() if tool in KEPT_ANSWERS}
+    async with Client(server) as client:
+        return await time_calls(client, "afresh", kept, samples)
 
 
 async def over_stdio(url: str, calls: dict[str, dict[str, Any]], samples: int) -> ToolTimes:
@@ -324,6 +358,7 @@ class SizeResult:
     loaded: Loaded
     timings: list[ToolTimes]
     versus: Versus
+    afresh: ToolTimes
 
 
 async def measure_size(
@@ -344,7 +379,9 @@ async def measure_size(
         logger.warning("%s: timing tools over HTTP", size)
         timings.append(await over_http(url, calls, samples, folder))
     versus = await impact_versus_sql(url, min(samples, 50))
-    return SizeResult(loaded, timings, versus)
+    logger.warning("%s: timing kept answers computed afresh", size)
+    afresh = await computed_afresh(url, calls, min(samples, 10))
+    return SizeResult(loaded, timings, versus, afresh)
 
 
 def print_size(result: SizeResult) -> None:
@@ -357,6 +394,8 @@ def print_size(result: SizeResult) -> None:
     header = ["tool"]
     for timing in result.timings:
         header += [f"{timing.transport} p50 ms", "p99 ms", "x noop"]
+        if timing.checks:
+            header.append("of which schema check ms")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for tool in result.timings[0].times:
@@ -366,7 +405,18 @@ def print_size(result: SizeResult) -> None:
             mark = f" ({errors} errors)" if errors else ""
             cells += [f"{timing.p50(tool):.2f}{mark}", f"{timing.p99(tool):.2f}"]
             cells.append(f"{timing.ratio(tool):.1f}")
+            if timing.checks:
+                cells.append(f"{timing.checks.get(tool, 0.0):.2f}")
         print("| " + " | ".join(cells) + " |")
+    afresh = result.afresh
+    print(
+        "\nKept answers computed afresh (answer_ttl_seconds=0), in process: "
+        + "; ".join(
+            f"{tool} p50 {afresh.p50(tool):.1f} ms, p99 {afresh.p99(tool):.1f} ms"
+            for tool in afresh.times
+            if tool != NOOP
+        )
+    )
     versus = result.versus
     print(
         f"\nimpact walk (find_impact) p50 {statistics.median(versus.graph_ms):.2f} ms, "

@@ -16,7 +16,12 @@ from resilience_mcp.models.connectors import ConnectorSettings
 from resilience_mcp.search.semantic import Embedder, SemanticIndex
 from resilience_mcp.store import Store
 
-__all__ = ["AnswerCache", "AppState", "ServerConfig"]
+__all__ = ["KEPT_ANSWERS", "AnswerCache", "AppState", "ServerConfig"]
+
+# The tools whose answers `AnswerCache` keeps.
+KEPT_ANSWERS = frozenset(
+    {"find_recurring_incidents", "get_dora_metrics", "list_scorecard_failures"}
+)
 
 T = TypeVar("T")
 
