@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -243,14 +243,36 @@ def _summary(
     )
 
 
-def _flag_orders(graph: CatalogGraph) -> dict[str, tuple[bool, str]]:
-    """Each flag's place in a list: kill switches first, then by key (what changed recently
-    comes between the two, per call). Kept with the graph: thousands of flags are sorted."""
-    orders: dict[str, tuple[bool, str]] | None = graph.derived.get("flag_orders")
-    if orders is None:
-        orders = {n: (f.purpose != "kill-switch", f.key) for n, f in graph.flags.items()}
-        graph.derived["flag_orders"] = orders
-    return orders
+def _in_order(
+    graph: CatalogGraph, names: Collection[str], recent: dict[str, FlagChangeView]
+) -> list[str]:
+    """The flags named, as lists show them: kill switches first, then what changed
+    recently, then by key."""
+    kill, other = _by_key(graph)
+    wanted = names if isinstance(names, (set, frozenset)) else set(names)
+    if not wanted.issuperset(graph.flags):
+        kill = [n for n in kill if n in wanted]
+        other = [n for n in other if n in wanted]
+    return [
+        *(n for n in kill if n in recent),
+        *(n for n in kill if n not in recent),
+        *(n for n in other if n in recent),
+        *(n for n in other if n not in recent),
+    ]
+
+
+def _by_key(graph: CatalogGraph) -> tuple[list[str], list[str]]:
+    """The kill switches and the other flags, each by key. Kept with the graph: thousands
+    of flags would be sorted on every list."""
+    found: tuple[list[str], list[str]] | None = graph.derived.get("flags_by_key")
+    if found is None:
+        flags = sorted(graph.flags.values(), key=lambda f: f.key)
+        found = (
+            [f.name for f in flags if f.purpose == "kill-switch"],
+            [f.name for f in flags if f.purpose != "kill-switch"],
+        )
+        graph.derived["flags_by_key"] = found
+    return found
 
 
 def _purpose(text: str | None) -> str | None:
@@ -321,16 +343,19 @@ async def list_feature_flags(
         store, graph, now - recent, now, where.scope if where else None
     )
     # Filter and order on the rows; only the page shown is shaped into answers.
-    order = _flag_orders(graph)
-    chosen = [
-        name
-        for name in names
-        if (not wanted_purpose or graph.flags[name].purpose == wanted_purpose)
-        and (
-            wanted_state is None or _matches_state(_scoped_states(graph, name, where), wanted_state)
-        )
-    ]
-    chosen.sort(key=lambda name: (order[name][0], name not in recent_changes, order[name][1]))
+    chosen = _in_order(
+        graph,
+        [
+            name
+            for name in names
+            if (not wanted_purpose or graph.flags[name].purpose == wanted_purpose)
+            and (
+                wanted_state is None
+                or _matches_state(_scoped_states(graph, name, where), wanted_state)
+            )
+        ],
+        recent_changes,
+    )
     shown = [
         _summary(graph, graph.flags[name], _flag_states(graph, name, where), recent_changes)
         for name in chosen[offset : offset + limit]
@@ -376,11 +401,7 @@ async def get_feature(
     )
     flag_names = sorted(graph.feature_flags.get(feature.name, ()))
     recent_changes = await _recent_changes(store, graph, now - recent, now, None, flag_names)
-    order = _flag_orders(graph)
-    flags = sorted(
-        (graph.flags[f] for f in flag_names if f in graph.flags),
-        key=lambda flag: (order[flag.name][0], flag.name not in recent_changes, flag.key),
-    )
+    flags = [graph.flags[f] for f in _in_order(graph, flag_names, recent_changes)]
     incidents = await _open_incidents(store, feature.name, flag_names)
     return FeatureCard(
         name=feature.name,

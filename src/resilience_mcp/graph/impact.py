@@ -229,17 +229,29 @@ def _customers(graph: CatalogGraph, impact: Impact) -> list[CustomerHit]:
             entitled.setdefault(customer, []).append(feature)
 
     found = []
+    plans = _customer_plans(graph)
+    affected = impact.affected_envs
     for name, features in entitled.items():
         served = graph.customer_environments.get(name, set())
-        where = sorted(served & impact.affected_envs) if impact.affected_envs else sorted(served)
+        where = sorted(served & affected) if affected else sorted(served)
         # A customer whose environments are not recorded is taken as served everywhere.
-        if impact.affected_envs is not None and served and not where:
+        if affected is not None and served and not where:
             continue
-        entity = graph.customers[name]
+        plan, weight, _ = plans[name]
         down = any(impact.features[f].down for f in features)
-        found.append(CustomerHit(name, entity.plan, entity.weight, down, features, where))
-    found.sort(key=lambda c: (plan_rank(c.plan), -c.weight, c.name))
+        found.append(CustomerHit(name, plan, weight, down, features, where))
+    found.sort(key=lambda c: (plans[c.name][2], -c.weight, c.name))
     return found
+
+
+def _customer_plans(graph: CatalogGraph) -> dict[str, tuple[str | None, float, int]]:
+    """Each customer's plan, weight and plan rank, kept with the graph: an outage of a
+    shared service reaches thousands of customers, each read and sorted by these."""
+    plans: dict[str, tuple[str | None, float, int]] | None = graph.derived.get("customer_plans")
+    if plans is None:
+        plans = {name: (c.plan, c.weight, plan_rank(c.plan)) for name, c in graph.customers.items()}
+        graph.derived["customer_plans"] = plans
+    return plans
 
 
 def _customer_models(graph: CatalogGraph, hits: list[CustomerHit]) -> list[AffectedCustomer]:
