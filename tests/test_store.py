@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from resilience_mcp.errors import StoreError
+from resilience_mcp.graph.provenance import read_confirmations
 from resilience_mcp.store import SCHEMA_VERSION, Store, default_db_url
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +92,7 @@ async def test_a_database_of_another_schema_version_is_refused_and_left_alone(
         assert kept.fetchone() == ("999",)
 
 
-async def test_a_version_2_database_without_the_flag_version_gets_it_when_opened(
+async def test_a_version_2_database_without_the_newer_versions_gets_them_when_opened(
     db_url: str,
 ) -> None:
     store = await Store.open(db_url)
@@ -99,13 +100,33 @@ async def test_a_version_2_database_without_the_flag_version_gets_it_when_opened
         async with store.transaction() as session:
             await session.execute(text("UPDATE service SET tier = 1"))
         async with store.engine.begin() as conn:
-            await conn.execute(text("ALTER TABLE catalog_state DROP COLUMN flag_version"))
+            for column in ("flag_version", "confirm_version"):
+                await conn.execute(text(f"ALTER TABLE catalog_state DROP COLUMN {column}"))
     finally:
         await store.close()
 
     reopened = await Store.open(db_url)
     try:
-        assert await reopened.graph_versions() == (1, 0)
+        assert await reopened.graph_versions() == (1, 0, 0)
+    finally:
+        await reopened.close()
+
+
+async def test_a_version_2_database_without_the_confirmation_table_gets_it_when_opened(
+    db_url: str,
+) -> None:
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("DROP TABLE source_confirmation"))
+    finally:
+        await store.close()
+
+    # As `doctor` opens it: without creating the schema.
+    reopened = await Store.open(db_url, create=False)
+    try:
+        async with reopened.session() as session:
+            assert await read_confirmations(session) == {}
     finally:
         await reopened.close()
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, not_, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
@@ -36,6 +36,7 @@ from resilience_mcp.catalog.refs import (
 )
 from resilience_mcp.errors import StoreError
 from resilience_mcp.fulltext import FTS_KEYS, PG_TABLE
+from resilience_mcp.graph.provenance import last_confirmed, read_confirmations
 from resilience_mcp.models.common import is_synced_source
 from resilience_mcp.store import SCHEMA_VERSION, Store, default_db_url
 
@@ -427,23 +428,33 @@ _HISTORY_KINDS = ("Deployment", "Incident")
 
 
 async def _check_stale(session: AsyncSession, cutoff: datetime, after: timedelta) -> Check:
-    """Synced entities that no sync confirmed since `cutoff`. Only what a sync confirms
-    again can go stale: facts loaded by hand, the demo's, and those written through the
+    """Synced entities that no sync confirmed since `cutoff`, counting a sync that found
+    them unchanged (`graph.provenance.last_confirmed`). Only what a sync confirms again
+    can go stale: facts loaded by hand, the demo's, and those written through the
     server's own tools are current until someone changes them."""
     check = Check("freshness", f"every synced entity was confirmed within {_days(after)}")
+    confirmations = await read_confirmations(session)
     stale: dict[str, list[Any]] = {}
     for kind, table in m.KIND_TABLES.items():
         if kind in _HISTORY_KINDS:
             continue
-        query = (
-            select(col(table.source), func.count(), func.min(col(table.synced_at)))
-            .where(col(table.synced_at) < cutoff)
-            .group_by(col(table.source))
-        )
-        for source, count, oldest in (await session.execute(query)).all():
-            if not is_synced_source(str(source)):
-                continue
-            entry = stale.setdefault(str(source), [0, oldest, []])
+        # What a source still holds and confirmed since the cutoff is fresh, whatever
+        # its own synced_at says.
+        held = [
+            and_(col(table.source) == source, col(table.synced_at) >= confirmed.held_since)
+            for (source, of_kind), confirmed in confirmations.items()
+            if of_kind == kind and confirmed.confirmed_at >= cutoff
+        ]
+        query = select(table).where(col(table.synced_at) < cutoff, *(not_(h) for h in held))
+        counts: dict[str, list[Any]] = {}
+        for entity in (await session.execute(query)).scalars().all():
+            confirmed_at = last_confirmed(entity, confirmations)
+            if is_synced_source(entity.source) and confirmed_at < cutoff:
+                entry = counts.setdefault(entity.source, [0, confirmed_at])
+                entry[0] += 1
+                entry[1] = min(entry[1], confirmed_at)
+        for source, (count, oldest) in counts.items():
+            entry = stale.setdefault(source, [0, oldest, []])
             entry[0] += count
             entry[1] = min(entry[1], oldest)
             entry[2].append(f"{count} {kind}")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, event, text, update
 from sqlalchemy import inspect as inspect_row
@@ -22,19 +22,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel, col, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import StoreError
 from resilience_mcp.fulltext import install_fulltext
-from resilience_mcp.models import CatalogMeta, CatalogState, utcnow
+from resilience_mcp.models import CatalogMeta, CatalogState, SourceConfirmation, utcnow
 
 __all__ = [
     "FLAG_TABLES",
     "GRAPH_TABLES",
     "LOCK_ONLY",
     "SCHEMA_VERSION",
+    "GraphVersions",
     "Store",
+    "bump_confirm_version",
     "bump_version",
     "default_db_url",
     "tracked_writes",
@@ -42,8 +45,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+class GraphVersions(NamedTuple):
+    """The store's versions the in-memory graph is kept against."""
+
+    graph: int
+    flags: int
+    confirmations: int
+
+
 # Bump when a table changes shape; `Store.open` refuses a database of another version.
-# 2: catalog_state.graph_version and flag_version, and the catalog_change table.
+# 2: catalog_state.graph_version and flag_version, and the catalog_change table. Tables
+# added since (source_confirmation) are created when a version 2 database is opened.
 SCHEMA_VERSION = 2
 
 # The tables the in-memory graph (`graph.catalog.build_graph`) is built from. A write to
@@ -187,13 +200,21 @@ class Store:
         """Moves with writes to the flag states the graph holds (`FLAG_TABLES`)."""
         return await self._state(CatalogState.flag_version)
 
-    async def graph_versions(self) -> tuple[int, int]:
-        """The graph version and the flag version, read together."""
-        columns = (CatalogState.graph_version, CatalogState.flag_version)
+    async def confirm_version(self) -> int:
+        """Moves when a sync confirms what its source holds, changed or not."""
+        return await self._state(CatalogState.confirm_version)
+
+    async def graph_versions(self) -> GraphVersions:
+        """The versions the in-memory graph is kept against, read together."""
+        columns = (
+            CatalogState.graph_version,
+            CatalogState.flag_version,
+            CatalogState.confirm_version,
+        )
         async with self.engine.connect() as conn:
             result = await conn.execute(select(*columns).where(col(CatalogState.id) == 1))
             row = result.one_or_none()
-            return (int(row[0]), int(row[1])) if row else (0, 0)
+            return GraphVersions(*(int(v) for v in row)) if row else GraphVersions(0, 0, 0)
 
     async def _state(self, column: Any) -> int:
         async with self.engine.connect() as conn:
@@ -226,23 +247,41 @@ class Store:
                     "and load it into a new database."
                 )
             else:
-                await conn.run_sync(_add_flag_version)
+                await conn.run_sync(_add_state_columns)
+                await conn.run_sync(_add_source_confirmation)
             if create:
                 await install_fulltext(conn)
 
 
-def _add_flag_version(conn: Connection) -> None:
-    """Add catalog_state.flag_version to a version 2 database written before it existed."""
+def _add_state_columns(conn: Connection) -> None:
+    """Add catalog_state.flag_version and confirm_version to a version 2 database written
+    before they existed."""
     columns = {c["name"] for c in inspect_row(conn).get_columns(CatalogState.__tablename__)}
-    if "flag_version" not in columns:
-        # Replicas starting together may both get here: PostgreSQL can say so.
-        guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
-        conn.execute(
-            text(
-                f"ALTER TABLE catalog_state ADD COLUMN {guard}"
-                "flag_version INTEGER NOT NULL DEFAULT 0"
+    for column in ("flag_version", "confirm_version"):
+        if column not in columns:
+            # Replicas starting together may both get here: PostgreSQL can say so.
+            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+            conn.execute(
+                text(
+                    f"ALTER TABLE catalog_state ADD COLUMN {guard}"
+                    f"{column} INTEGER NOT NULL DEFAULT 0"
+                )
             )
-        )
+
+
+def _add_source_confirmation(conn: Connection) -> None:
+    """Add the source_confirmation table to a version 2 database written before it existed
+    (also when opened without `create`, as `doctor` does)."""
+    if not inspect_row(conn).has_table(SourceConfirmation.__tablename__):
+        table = SourceConfirmation.__table__  # type: ignore[attr-defined]
+        conn.execute(CreateTable(table, if_not_exists=True))
+
+
+async def bump_confirm_version(session: AsyncSession) -> None:
+    """Mark that a sync confirmed what its source holds: replicas re-read the confirmations
+    without rebuilding their graph."""
+    values = {"confirm_version": col(CatalogState.confirm_version) + 1}
+    await session.execute(update(CatalogState).where(col(CatalogState.id) == 1).values(values))
 
 
 async def bump_version(session: AsyncSession, written: Collection[str] | None = None) -> None:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
 from resilience_mcp import models as m
+from resilience_mcp.catalog.confirmations import Kept, confirm_source, touch
 from resilience_mcp.catalog.files import Document, read_documents
 from resilience_mcp.catalog.flagd import flagd_documents
 from resilience_mcp.catalog.kinds import CODECS, Metadata, Parsed
@@ -59,6 +61,8 @@ WATCHED_COLUMNS = ("owner", "tier", "lifecycle")
 WATCHED_FIELDS = (*WATCHED_COLUMNS, "dependencies")
 
 Progress = Callable[[int, int], None]
+# Bookkeeping a caller writes in the load's own transaction, once the load has been applied.
+Bookkeeping = Callable[[AsyncSession], Awaitable[None]]
 
 
 @dataclass
@@ -161,6 +165,9 @@ async def load_documents(
     prune_kinds: Collection[str] | None = None,
     record: Sequence[SQLModel] = (),
     lenient_backstage: bool = False,
+    confirm: bool = False,
+    bookkeeping: Bookkeeping | None = None,
+    now: datetime | None = None,
 ) -> LoadReport:
     """Load documents already read (connectors build them in memory).
 
@@ -173,8 +180,15 @@ async def load_documents(
     With `lenient_backstage`, backstage.io documents load as Backstage reads them: a
     reference to an entity not in the catalog is kept as written, and the second of two
     different declarations of one entity in two files is left out; both are reported as
-    warnings. Without it, or in other documents, both refuse the load."""
+    warnings. Without it, or in other documents, both refuse the load.
+
+    With `confirm` (a sync), the load records that `source` holds exactly these entities
+    at `now` (see `catalog.confirmations`), even when nothing changed; that moves no
+    version unless it must touch entities. `bookkeeping` then writes what else the caller
+    confirms, in the same transaction. `now` (the wall clock when None) is the time
+    written as the entities' `synced_at`."""
     report = LoadReport(source=source, documents=len(documents), dry_run=dry_run)
+    now = now or m.utcnow()
     known = await _known_names(store)
     # Parsing and checking a large set is CPU work: in a thread, so queries go on meanwhile.
     entities, problems, report.skipped, report.warnings = await asyncio.to_thread(
@@ -198,14 +212,20 @@ async def load_documents(
                 if record and not dry_run:
                     session.add_all(record)
                     await session.flush()
-                await _apply(
-                    session, entities, source, prune, report, progress, prune_kinds, spared
+                seen = await _apply(
+                    session, entities, source, prune, report, progress, prune_kinds, spared, now
                 )
-            if dry_run or not (report.changed or record):
-                # A dry run, or a reload that changes nothing, writes nothing.
+                touched = False
+                if confirm and not dry_run:
+                    touched = await confirm_source(session, source, seen.names, seen.kept, now)
+                if bookkeeping is not None and not dry_run:
+                    await bookkeeping(session)
+            if dry_run or not (report.changed or record or confirm or bookkeeping):
+                # A dry run writes nothing; nor does a reload that changes nothing and
+                # confirms nothing.
                 await session.rollback()
             else:
-                if report.changed:
+                if report.changed or touched:
                     # Only the kinds the graph is built from move its version.
                     await bump_version(session, written)
                 await session.commit()
@@ -576,6 +596,14 @@ def _time_columns(table: type[SQLModel]) -> list[str]:
     ]
 
 
+@dataclass
+class _Seen:
+    """What a load saw, by kind: every name, and the entities it left as they were."""
+
+    names: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, list[Kept]] = field(default_factory=dict)
+
+
 async def _apply(
     session: Any,
     entities: list[_Entity],
@@ -583,16 +611,17 @@ async def _apply(
     prune: bool,
     report: LoadReport,
     progress: Progress | None,
-    prune_kinds: Collection[str] | None = None,
-    spared: Mapping[str, Collection[str]] | None = None,
-) -> None:
+    prune_kinds: Collection[str] | None,
+    spared: Mapping[str, Collection[str]] | None,
+    now: datetime,
+) -> _Seen:
     _link_child_teams(entities)
     by_kind: dict[str, list[_Entity]] = defaultdict(list)
     for entity in entities:
         by_kind[entity.parsed.kind].append(entity)
 
     done, total = 0, len(entities)
-    now = m.utcnow()
+    seen = _Seen()
     # Unchanged entities are touched (confirmed now) only when an entity row changes too:
     # a load that changes only rows outside the graph (flag states) leaves it as it is.
     touches: list[tuple[type[m.Entity], list[str]]] = []
@@ -629,6 +658,8 @@ async def _apply(
             # By name: `in` on the list compared whole entities, quadratic in the batch.
             touched = {e.parsed.name for e in batch} - {e.parsed.name for e in changed}
             touches.append((codec.table, sorted(touched)))
+            seen.names[kind] = [e.parsed.name for e in batch]
+            seen.kept[kind] = [Kept(n, existing[n][1], existing[n][2]) for n in sorted(touched)]
             done += len(batch)
             if progress:
                 progress(done, total)
@@ -638,7 +669,9 @@ async def _apply(
             graph_changed = graph_changed or pruned
     if graph_changed:
         for table, names in touches:
-            await _touch(session, table, names, source, now)
+            await touch(session, table, names, source, now)
+        seen.kept.clear()
+    return seen
 
 
 def _outside_graph(table: type[m.Entity], old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
@@ -816,8 +849,8 @@ async def _existing(
     table: type[m.Entity],
     children: tuple[type[m.Owned], ...],
     names: list[str],
-) -> dict[str, tuple[tuple[Any, ...], str | None]]:
-    """The stored entities among `names`: each one's fingerprint and source."""
+) -> dict[str, tuple[tuple[Any, ...], str | None, datetime]]:
+    """The stored entities among `names`: each one's fingerprint, source and synced_at."""
     kind = next(k for k, c in CODECS.items() if c.table is table)
     rows: dict[str, Any] = {}
     for chunk in _chunks(names):
@@ -843,7 +876,7 @@ async def _existing(
             key=repr,
         )
         fingerprint = (tuple(sorted(columns.items())), tuple(child_values))
-        fingerprints[name] = (fingerprint, row.source)
+        fingerprints[name] = (fingerprint, row.source, row.synced_at)
     return fingerprints
 
 
@@ -944,16 +977,6 @@ def _watched(
     listed = [t if hard else f"{t} (soft)" for t, hard in targets]
     values["dependencies"] = ", ".join(listed) or None
     return values
-
-
-async def _touch(
-    session: Any, table: type[m.Entity], names: list[str], source: str, now: Any
-) -> None:
-    """Unchanged entities were confirmed by this source now."""
-    for chunk in _chunks(names):
-        await session.execute(
-            update(table).where(col(table.name).in_(chunk)).values(synced_at=now, source=source)
-        )
 
 
 async def _prune(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,7 @@ async def sync_backstage(
     filters: Sequence[str] = (),
     prune: bool = True,
     dry_run: bool = False,
+    now: datetime | None = None,
 ) -> SyncReport:
     """Fetch every entity from the catalog API, then load them as one set."""
     entities = await fetch_backstage_entities(
@@ -187,7 +189,7 @@ async def sync_backstage(
     )
     if ignored:
         report.notes.append(f"{ignored} entities of kinds this catalog does not model")
-    await load_synced(store, documents, report, prune=prune, dry_run=dry_run)
+    await load_synced(store, documents, report, prune=prune, dry_run=dry_run, now=now)
     return report
 
 
@@ -200,6 +202,7 @@ async def sync_backstage_files(
     include: Sequence[str] = (),
     prune: bool = True,
     dry_run: bool = False,
+    now: datetime | None = None,
 ) -> SyncReport:
     """Load the catalog files of a checkout (`load` on a folder, as one source)."""
     # Reading a large checkout is disk work: keep it off the event loop.
@@ -211,7 +214,7 @@ async def sync_backstage_files(
 
     documents = [d for d in read if isinstance(d.body, dict) and _catalog_document(d.body)]
     report.fetched["documents"] = len(documents)
-    await load_synced(store, documents, report, prune=prune, dry_run=dry_run)
+    await load_synced(store, documents, report, prune=prune, dry_run=dry_run, now=now)
     return report
 
 

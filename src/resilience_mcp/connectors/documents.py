@@ -7,13 +7,16 @@ validates like a file load and writes all of its good records or nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from resilience_mcp.catalog.files import Document
 from resilience_mcp.catalog.loader import EXTERNAL_ID_ANNOTATION, LoadReport, load_documents
@@ -22,6 +25,7 @@ from resilience_mcp.store import Store
 
 __all__ = [
     "API_VERSION",
+    "Confirm",
     "NonEmpty",
     "ReadFields",
     "SyncReport",
@@ -38,6 +42,10 @@ API_VERSION = "resilience/v1"
 MAX_ROUNDS = 6
 
 _NOT_SLUG = re.compile(r"[^a-z0-9._-]+")
+
+# What else a sync confirms, given the documents that load: written in the load's own
+# transaction, so that a sync that fails confirms nothing.
+Confirm = Callable[[Sequence[Document], AsyncSession], Awaitable[None]]
 
 
 def slugify(text: str, *, fallback: str = "unnamed") -> str:
@@ -178,9 +186,14 @@ async def load_synced(
     prune: bool,
     prune_kinds: Collection[str] | None = None,
     dry_run: bool = False,
+    now: datetime | None = None,
+    confirm: Confirm | None = None,
 ) -> list[Document]:
     """Load `documents` as one set under `report.label`, leaving out each one refused;
     returns the documents that loaded (the load's report is `report.load`).
+
+    The load confirms, as of `now`, that the source holds what loaded, changed or not
+    (see `catalog.confirmations`); `confirm` adds what else the caller confirms.
 
     A refused document (a bad field, a reference to nothing) is dropped with its reason
     added to `report.skipped`, and the rest is tried again; nothing is written until a set
@@ -200,6 +213,9 @@ async def load_synced(
                 prune=prune and not report.skipped,
                 prune_kinds=prune_kinds,
                 dry_run=dry_run,
+                confirm=True,
+                bookkeeping=None if confirm is None else functools.partial(confirm, remaining),
+                now=now,
             )
         except CatalogLoadError as exc:
             if round_ == MAX_ROUNDS:

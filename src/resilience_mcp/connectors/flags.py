@@ -7,7 +7,8 @@ as by `load`, and a state that changed is recorded in the flag's history.
 
 Nothing is pruned: a flag that leaves flagd keeps its last known state, since the catalog
 may declare it (and its states elsewhere) from other sources. Each state read is marked
-confirmed by the source now (`SyncedFlagState`), so answers say how fresh it is.
+confirmed by the source at the sync's time (`SyncedFlagState`), changed or not, in the
+load's own transaction, so answers say how fresh it is and a failed sync confirms nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from resilience_mcp.catalog.files import Document, read_documents
@@ -122,31 +124,38 @@ async def _load_flags(
     for issue in issues:
         logger.warning("skipped a record: %s", issue)
         report.skipped.append(str(issue))
-    loaded = await load_synced(
-        store, _one_per_flag(documents, origin), report, prune=False, dry_run=dry_run
-    )
-    if not dry_run:
+
+    async def confirm(loaded: Sequence[Document], session: AsyncSession) -> None:
         names = [str(doc.body["metadata"]["name"]) for doc in loaded]
-        await confirm_states(store, names, environment, report.label, now)
+        await confirm_states(session, names, environment, report.label, now)
+
+    await load_synced(
+        store,
+        _one_per_flag(documents, origin),
+        report,
+        prune=False,
+        dry_run=dry_run,
+        now=now,
+        confirm=confirm,
+    )
 
 
 async def confirm_states(
-    store: Store, flags: Sequence[str], environment: str, source: str, at: datetime
+    session: AsyncSession, flags: Sequence[str], environment: str, source: str, at: datetime
 ) -> None:
-    """Record that `source` confirmed the state of `flags` in `environment` at `at`."""
+    """Record, in `session`'s transaction, that `source` confirmed the state of `flags` in
+    `environment` at `at`."""
     if not flags:
         return
     table = SyncedFlagState
-    async with store.session() as session, session.begin():
-        await session.execute(
-            delete(table).where(
-                col(table.environment) == environment, col(table.flag).in_(list(flags))
-            )
-        )
-        session.add_all(
-            table(flag=flag, environment=environment, source=source, synced_at=at)
-            for flag in sorted(set(flags))
-        )
+    await session.execute(
+        delete(table).where(col(table.environment) == environment, col(table.flag).in_(list(flags)))
+    )
+    session.add_all(
+        table(flag=flag, environment=environment, source=source, synced_at=at)
+        for flag in sorted(set(flags))
+    )
+    await session.flush()
 
 
 def _one_per_flag(documents: list[Document], origin: str) -> list[Document]:

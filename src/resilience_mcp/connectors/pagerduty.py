@@ -140,7 +140,13 @@ async def sync_pagerduty(
     # Matching and converting a large account is CPU work: keep it off the event loop.
     documents = await asyncio.to_thread(pagerduty_documents, data, graph, report)
     await load_synced(
-        store, documents, report, prune=prune, prune_kinds=PRUNED_KINDS, dry_run=dry_run
+        store,
+        documents,
+        report,
+        prune=prune,
+        prune_kinds=PRUNED_KINDS,
+        dry_run=dry_run,
+        now=now,
     )
     return report
 

@@ -111,6 +111,7 @@ async def run_sync(
             include=source.include,
             prune=source.prune,
             dry_run=dry_run,
+            now=now,
         )
     elif source.type == "flagd" and source.path is not None:
         assert source.environment is not None
@@ -144,6 +145,7 @@ async def _sync_remote(
             filters=source.filters,
             prune=source.prune,
             dry_run=dry_run,
+            now=now,
         )
     if source.type == "pagerduty":
         return await sync_pagerduty(

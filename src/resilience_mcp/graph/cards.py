@@ -12,7 +12,7 @@ from resilience_mcp.errors import NotFoundError
 from resilience_mcp.graph.catalog import LOOKUP_KINDS, CatalogGraph
 from resilience_mcp.graph.names import Resolved
 from resilience_mcp.graph.owners import find_on_call, find_owner
-from resilience_mcp.graph.provenance import fact_source_at
+from resilience_mcp.graph.provenance import Confirmations, entity_source, last_confirmed
 from resilience_mcp.models.catalog import (
     DependencyEdge,
     DeploymentBrief,
@@ -80,11 +80,13 @@ def owner_summary(
     return summary
 
 
-def fact_source(entity: m.Entity | None, at: datetime, stale_after: timedelta) -> FactSource | None:
+def fact_source(
+    entity: m.Entity | None, at: datetime, stale_after: timedelta, confirmations: Confirmations
+) -> FactSource | None:
     """Where an entity's facts came from, and whether a synced one has gone stale."""
     if entity is None:
         return None
-    return fact_source_at(entity.source, entity.synced_at, at, stale_after, entity.external_id)
+    return entity_source(entity, at, stale_after, confirmations)
 
 
 def _add_sources(
@@ -94,13 +96,15 @@ def _add_sources(
         return
     # The last entity walked is the one that names the owner.
     kind, _, name = summary.path[-1].partition(":")
-    summary.owner_source = fact_source(graph.entities(kind).get(name), at, stale_after)
+    confirmations = graph.confirmations
+    entity = graph.entities(kind).get(name)
+    summary.owner_source = fact_source(entity, at, stale_after, confirmations)
     rotations = [
         graph.rotations[c.rotation] for c in summary.on_call if c.rotation in graph.rotations
     ]
     if rotations:
-        oldest = min(rotations, key=lambda r: r.synced_at)
-        summary.on_call_source = fact_source(oldest, at, stale_after)
+        oldest = min(rotations, key=lambda r: last_confirmed(r, confirmations))
+        summary.on_call_source = fact_source(oldest, at, stale_after, confirmations)
 
 
 def _owner_summary(graph: CatalogGraph, kind: str, name: str, at: datetime) -> OwnerSummary:
@@ -369,12 +373,7 @@ async def get_service(
         open_incidents=incidents,
         open_incidents_page=ListCut.of(open_total, len(incidents)),
         recent_deployments=deployments,
-        provenance=Provenance(
-            source=svc.source,
-            synced_at=svc.synced_at,
-            stale=bool((source := fact_source(svc, at, stale_after)) and source.stale),
-            external_id=svc.external_id,
-        ),
+        provenance=_provenance(svc, at, stale_after, graph.confirmations),
     )
 
 
@@ -431,4 +430,16 @@ def deployment_brief(d: m.Deployment) -> DeploymentBrief:
         deploy_time=d.deploy_time,
         author=d.author,
         commit=d.commit,
+    )
+
+
+def _provenance(
+    entity: m.Entity, at: datetime, stale_after: timedelta, confirmations: Confirmations
+) -> Provenance:
+    source = entity_source(entity, at, stale_after, confirmations)
+    return Provenance(
+        source=entity.source,
+        synced_at=source.synced_at,
+        stale=source.stale,
+        external_id=entity.external_id,
     )

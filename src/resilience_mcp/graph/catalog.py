@@ -3,7 +3,9 @@
 Built from the store in one pass (a handful of whole-table reads of `store.GRAPH_TABLES`),
 kept by `GraphCache` until the store's graph version moves, and never rebuilt per call.
 Flag states change far more often than the rest: when only the flag version moved, the
-cache reloads just them (`store.FLAG_TABLES`) into a copy of the graph it holds.
+cache reloads just them (`store.FLAG_TABLES`) into a copy of the graph it holds. What the
+syncs last confirmed (a row per source and kind, moved by every successful sync) has a
+version of its own, and is reloaded the same way when only that moved.
 History (deployments, incidents, flag changes, measurements) stays in the store and is
 queried where needed: writing it moves only the catalog version, so it rebuilds nothing.
 """
@@ -26,7 +28,8 @@ from sqlmodel import SQLModel
 
 from resilience_mcp import models as m
 from resilience_mcp.graph.names import NameIndex
-from resilience_mcp.store import Store
+from resilience_mcp.graph.provenance import Confirmation, load_confirmations, read_confirmations
+from resilience_mcp.store import GraphVersions, Store
 
 __all__ = ["LOOKUP_KINDS", "CatalogGraph", "GraphCache", "build_graph", "load_flag_states"]
 
@@ -55,6 +58,8 @@ class CatalogGraph:
     version: int
     # The store's flag version its `flag_states` were read at (`Store.flag_version`).
     flag_version: int = 0
+    # The store's confirm version its `confirmations` were read at.
+    confirm_version: int = 0
     services: dict[str, m.Service] = field(default_factory=dict)
     teams: dict[str, m.Team] = field(default_factory=dict)
     people: dict[str, m.Person] = field(default_factory=dict)
@@ -91,9 +96,17 @@ class CatalogGraph:
     overrides: dict[str, list[m.OnCallOverride]] = field(default_factory=lambda: defaultdict(list))
     system_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     names: NameIndex = field(default_factory=NameIndex)
+    # What each source last confirmed, by (source, kind), for the freshness of its facts
+    # (`graph.provenance.last_confirmed`); filled by `GraphCache`.
+    confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
     # Values computed from this graph on first use (indexes, rankings), dropped with it.
     # None may depend on `flag_states`: a copy with reloaded states shares them.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def versions(self) -> GraphVersions:
+        """The store's versions this graph was read at."""
+        return GraphVersions(self.version, self.flag_version, self.confirm_version)
 
     def entities(self, kind: str) -> dict[str, Any]:
         """The entities of one kind by name."""
@@ -134,7 +147,7 @@ class CatalogGraph:
 async def build_graph(store: Store) -> CatalogGraph:
     """Read the catalog from the store into a `CatalogGraph`."""
     started = time.perf_counter()
-    version, flag_version = await store.graph_versions()
+    version, flag_version, confirm_version = await store.graph_versions()
     async with store.session() as session:
 
         async def rows(table: type[T]) -> list[T]:
@@ -145,7 +158,10 @@ async def build_graph(store: Store) -> CatalogGraph:
             result = await session.execute(select(table.__table__))  # type: ignore[attr-defined]
             return list(result)
 
-        graph = CatalogGraph(version=version, flag_version=flag_version)
+        graph = CatalogGraph(
+            version=version, flag_version=flag_version, confirm_version=confirm_version
+        )
+        graph.confirmations = await read_confirmations(session)
         graph.services = _by_name(await rows(m.Service))
         graph.teams = _by_name(await rows(m.Team))
         graph.people = _by_name(await rows(m.Person))
@@ -266,19 +282,30 @@ class GraphCache:
     async def get(self) -> CatalogGraph:
         versions = await self.store.graph_versions()
         graph = self._graph
-        if graph is not None and (graph.version, graph.flag_version) == versions:
+        if graph is not None and graph.versions == versions:
             return graph
         async with self._lock:
             graph = self._graph
-            if graph is None or graph.version != versions[0]:
+            if graph is None or graph.version != versions.graph:
                 graph = await build_graph(self.store)
-            elif graph.flag_version != versions[1]:
-                graph = await _with_fresh_flag_states(self.store, graph)
+            else:
+                if graph.flag_version != versions.flags:
+                    graph = await _with_fresh_flag_states(self.store, graph)
+                if graph.confirm_version != versions.confirmations:
+                    graph = await _with_fresh_confirmations(self.store, graph)
             self._graph = graph
             return graph
 
     def invalidate(self) -> None:
         self._graph = None
+
+
+async def _with_fresh_confirmations(store: Store, graph: CatalogGraph) -> CatalogGraph:
+    """A copy of `graph` with what the syncs last confirmed, read now (a copy, as for flag
+    states)."""
+    confirm_version = await store.confirm_version()
+    confirmations = await load_confirmations(store)
+    return dataclasses.replace(graph, confirm_version=confirm_version, confirmations=confirmations)
 
 
 async def _with_fresh_flag_states(store: Store, graph: CatalogGraph) -> CatalogGraph:

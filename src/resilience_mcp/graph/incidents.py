@@ -21,7 +21,12 @@ from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.owners import find_owner
-from resilience_mcp.graph.provenance import STALE_AFTER, fact_source_at
+from resilience_mcp.graph.provenance import (
+    STALE_AFTER,
+    fact_source_at,
+    last_confirmed,
+    read_confirmations,
+)
 from resilience_mcp.models.common import Link, ListCut, PageInfo
 from resilience_mcp.models.incidents import (
     IncidentList,
@@ -196,6 +201,7 @@ async def get_incident(
         timeline = await _timeline(session, incident.name)
         postmortem = await _postmortem(session, incident.name)
         tasks = await incident_tasks(session, [incident.name])
+        confirmations = await read_confirmations(session)
 
     tasks.sort(key=lambda t: (not _overdue(t, now), t.priority, t.due_date or now, t.name))
     customers = links.get("customer", [])
@@ -230,7 +236,9 @@ async def get_incident(
         tasks=[task_brief(t, now) for t in tasks[:task_limit]],
         tasks_page=ListCut.of(len(tasks), min(task_limit, len(tasks))),
         links=Link.all_of(incident.links),
-        source=fact_source_at(incident.source, incident.synced_at, now, stale_after),
+        source=fact_source_at(
+            incident.source, last_confirmed(incident, confirmations), now, stale_after
+        ),
         external_id=incident.external_id,
     )
 

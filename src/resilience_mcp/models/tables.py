@@ -50,6 +50,7 @@ __all__ = [
     "Scorecard",
     "Service",
     "ServiceInstance",
+    "SourceConfirmation",
     "System",
     "Team",
     "TeamMember",
@@ -457,8 +458,9 @@ class CatalogChange(SQLModel, table=True):
 
 class CatalogState(SQLModel, table=True):
     """One row: the catalog version, bumped by every write, so replicas notice changes;
-    the graph version, bumped only by writes to the tables the graph is built from; and
-    the flag version, bumped by writes to the flag states the graph holds."""
+    the graph version, bumped only by writes to the tables the graph is built from; the
+    flag version, bumped by writes to the flag states the graph holds; and the confirm
+    version, bumped when a sync confirms what its source holds (`SourceConfirmation`)."""
 
     __tablename__ = "catalog_state"
 
@@ -466,7 +468,26 @@ class CatalogState(SQLModel, table=True):
     version: int = 0
     graph_version: int = 0
     flag_version: int = 0
+    confirm_version: int = 0
     changed_at: datetime = _time(default_now=True)
+
+
+class SourceConfirmation(SQLModel, table=True):
+    """When a sync last confirmed the entities of one kind that one source holds.
+
+    A sync that finds nothing changed moves `confirmed_at` here rather than every entity's
+    `synced_at`: writing those rows would move the graph version, and rebuild the graph of
+    every replica, on each run. The source holds the entities of `kind` with its label as
+    `source` and a `synced_at` no earlier than `held_since`; a sync that sees another set
+    than that touches the ones it saw and moves `held_since` to its own time, so the ones
+    it no longer sees keep their own age (see `catalog.confirmations`)."""
+
+    __tablename__ = "source_confirmation"
+
+    source: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    held_since: datetime = _time(default_now=True)
+    confirmed_at: datetime = _time(default_now=True)
 
 
 class CatalogMeta(SQLModel, table=True):
