@@ -16,12 +16,17 @@ texts runs beside it, for quality and speed. The sets and their baselines are de
   the other) is queried with its summary alone; hit when a partner is in the top 5.
 - k8s: 50 failure stories (title and impact); P@5 of sharing an involved component.
 - icco: each short summary should find its own long description first (R@1).
+
+Every set is split by a hash of each record's `id` (`held_out`): the weights are tuned on
+the other half, and the table reports the held-out half beside all the queries. Every
+record stays in the corpus either way; only which queries count differs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import math
 import re
@@ -45,7 +50,7 @@ from resilience_mcp.search.incidents import Weights, find_similar_rca
 from resilience_mcp.search.semantic import Embedder, SemanticIndex, load_embedder
 from resilience_mcp.store import Store
 
-__all__ = ["DATA", "SETS", "Score", "TfIdf", "evaluate_all", "main"]
+__all__ = ["DATA", "SETS", "Part", "Score", "TfIdf", "evaluate_all", "held_out", "main"]
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -53,21 +58,68 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 UNDATED = datetime(2020, 1, 1, tzinfo=UTC)
 
 
+def held_out(record_id: str) -> bool:
+    """Whether a record's query belongs to the held-out half: whether the first byte of the
+    SHA-256 of its `id` is odd, so the split is the same on every run and machine."""
+    return hashlib.sha256(record_id.encode()).digest()[0] % 2 == 1
+
+
+@dataclass(frozen=True)
+class Part:
+    """A metric's mean over some of a set's queries, ours and the TF-IDF's."""
+
+    queries: int
+    ours: float
+    tfidf: float
+
+
 @dataclass
 class Score:
     """One figure: ours, the TF-IDF beside it, the README's baseline and the target."""
 
     name: str
-    ours: float
-    tfidf: float
+    # Each query's value, ours and the TF-IDF's, by query key.
+    values: dict[str, tuple[float, float]]
+    held_out: frozenset[str] = frozenset()
     baseline: float | None = None
     target: float | None = None
-    queries: int = 0
     ms_ours: float = 0.0
     ms_tfidf: float = 0.0
     # With semantic re-ranking: seconds to embed the set before the first query.
     s_index: float | None = None
-    per_class: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    # Each query's class, where the set has classes.
+    classes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def queries(self) -> int:
+        return len(self.values)
+
+    @property
+    def ours(self) -> float:
+        return self.part().ours
+
+    @property
+    def tfidf(self) -> float:
+        return self.part().tfidf
+
+    def part(self, which: str = "all", cls: str | None = None) -> Part:
+        """The mean over `which` queries ("all", "held-out" or "tuning"), of one class."""
+        keys = [
+            k
+            for k in self.values
+            if (which == "all" or (k in self.held_out) == (which == "held-out"))
+            and (cls is None or self.classes.get(k) == cls)
+        ]
+        if not keys:
+            return Part(0, math.nan, math.nan)
+        ours = statistics.fmean(self.values[k][0] for k in keys)
+        return Part(len(keys), ours, statistics.fmean(self.values[k][1] for k in keys))
+
+    @property
+    def per_class(self) -> list[str]:
+        """The classes, most queries first."""
+        counts = Counter(self.classes[k] for k in self.values if k in self.classes)
+        return [c for c, _ in counts.most_common()]
 
 
 @dataclass
@@ -81,6 +133,8 @@ class _Set:
     relevant: Callable[[str, str], bool]
     cls: dict[str, str] = field(default_factory=dict)
     services: dict[str, list[str]] = field(default_factory=dict)
+    # The queries of the held-out half (see `held_out`).
+    held_out: frozenset[str] = frozenset()
     # Leave the query's own record out of its results (all sets but icco, where it is
     # the one to find).
     leave_out: bool = True
@@ -163,6 +217,7 @@ async def _danluu(folder: Path) -> _Set:
         queries={r["id"]: r["summary"] for r in labelled},
         relevant=lambda q, hit: category[q] == category[hit],
         cls={r["id"]: r["category"] for r in labelled},
+        held_out=frozenset(r["id"] for r in labelled if held_out(r["id"])),
     )
 
 
@@ -184,6 +239,7 @@ async def _dfds(folder: Path) -> _Set:
         texts={r["postmortem_id"]: r["summary"] for r in rows},
         queries={r["postmortem_id"]: r["summary"] for r in rows if partners[r["postmortem_id"]]},
         relevant=lambda q, hit: hit in partners[q],
+        held_out=frozenset(r["postmortem_id"] for r in rows if held_out(r["id"])),
     )
 
 
@@ -206,6 +262,7 @@ async def _k8s(folder: Path, *, org_as_service: bool = False) -> _Set:
         queries=texts,
         relevant=lambda q, hit: bool(involved[q] & involved[hit]),
         services=services,
+        held_out=frozenset(r["id"] for r in rows if held_out(r["id"])),
     )
 
 
@@ -234,6 +291,7 @@ async def _icco(folder: Path, *, strip_names: bool = False) -> _Set:
         texts={r["id"]: clean(r, r["description_enriched"]) for r in rows},
         queries={r["id"]: clean(r, r["summary"]) for r in rows},
         relevant=lambda q, hit: q == hit,
+        held_out=frozenset(r["id"] for r in rows if held_out(r["id"])),
         leave_out=False,
     )
 
@@ -295,8 +353,8 @@ async def _measure(
     embedder: Embedder | None = None,
 ) -> Score:
     tfidf = TfIdf(data.texts)
-    ours_values, tfidf_values, ours_ms, tfidf_ms = [], [], [], []
-    per: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    values: dict[str, tuple[float, float]] = {}
+    ours_ms, tfidf_ms = [], []
     semantic, s_index = None, None
     if embedder is not None:
         # The first query embeds the whole set; it is timed apart from the queries.
@@ -311,24 +369,17 @@ async def _measure(
         started = time.perf_counter()
         plain = tfidf.rank(data.queries[key], key if data.leave_out else None)[:k]
         tfidf_ms.append((time.perf_counter() - started) * 1000)
-        ours_values.append(metric(key, ranked))
-        tfidf_values.append(metric(key, plain))
-        if key in data.cls:
-            per[data.cls[key]].append((ours_values[-1], tfidf_values[-1]))
+        values[key] = (metric(key, ranked), metric(key, plain))
     return Score(
         name=name,
-        ours=statistics.fmean(ours_values),
-        tfidf=statistics.fmean(tfidf_values),
+        values=values,
+        held_out=data.held_out,
         baseline=baseline,
         target=target,
-        queries=len(data.queries),
         ms_ours=statistics.median(ours_ms),
         ms_tfidf=statistics.median(tfidf_ms),
         s_index=s_index,
-        per_class={
-            c: (len(v), statistics.fmean(a for a, _ in v), statistics.fmean(b for _, b in v))
-            for c, v in sorted(per.items(), key=lambda item: -len(item[1]))
-        },
+        classes=data.cls,
     )
 
 
@@ -400,37 +451,48 @@ async def evaluate_all(
     return scores
 
 
-def _table(scores: list[Score], title: str) -> str:
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
+
+def _table(scores: list[Score], title: str) -> str:
+    """All queries and the held-out half side by side, each with the TF-IDF beside ours."""
     lines = [
         title,
-        f"{'set and metric':<38} {'n':>4} {'README':>7} {'tf-idf':>7} {'ours':>7} {'target':>7}"
-        f" {'ms tf-idf':>9} {'ms ours':>8}",
+        f"{'':<38} {'all queries':-^29}  {'held out':-^21}",
+        f"{'set and metric':<38} {'n':>4} {'README':>7} {'tf-idf':>7} {'ours':>7}  "
+        f"{'n':>4} {'tf-idf':>7} {'ours':>7} {'target':>7} {'ms tf-idf':>9} {'ms ours':>8}",
     ]
     for s in scores:
+        every, held = s.part(), s.part("held-out")
         lines.append(
-            f"{s.name:<38} {s.queries:>4} {fmt(s.baseline):>7} {fmt(s.tfidf):>7} "
-            f"{fmt(s.ours):>7} {fmt(s.target):>7} {s.ms_tfidf:>9.2f} {s.ms_ours:>8.2f}"
+            f"{s.name:<38} {every.queries:>4} {_fmt(s.baseline):>7} {_fmt(every.tfidf):>7} "
+            f"{_fmt(every.ours):>7}  {held.queries:>4} {_fmt(held.tfidf):>7} "
+            f"{_fmt(held.ours):>7} {_fmt(s.target):>7} {s.ms_tfidf:>9.2f} {s.ms_ours:>8.2f}"
         )
-        for cls, (n, ours, tfidf) in s.per_class.items():
-            lines.append(f"  {cls:<36} {n:>4} {'':>7} {tfidf:>7.3f} {ours:>7.3f}")
+        for cls in s.per_class:
+            every, held = s.part(cls=cls), s.part("held-out", cls)
+            lines.append(
+                f"  {cls:<36} {every.queries:>4} {'':>7} {_fmt(every.tfidf):>7} "
+                f"{_fmt(every.ours):>7}  {held.queries:>4} {_fmt(held.tfidf):>7} "
+                f"{_fmt(held.ours):>7}"
+            )
     return "\n".join(lines)
 
 
 def _compare(off: list[Score], on: list[Score]) -> str:
     """The same figures without and with semantic re-ranking, side by side."""
     lines = [
-        "semantic re-ranking off and on",
-        f"{'set and metric':<38} {'target':>7} {'off':>7} {'on':>7} {'ms off':>8} {'ms on':>8}"
-        f" {'s embed':>8}",
+        "semantic re-ranking off and on (all queries / held out)",
+        f"{'set and metric':<38} {'target':>7} {'off':>13} {'on':>13} {'ms off':>8} "
+        f"{'ms on':>8} {'s embed':>8}",
     ]
     for a, b in zip(off, on, strict=True):
-        target = "-" if a.target is None else f"{a.target:.3f}"
+        off_part, on_part = a.part("held-out"), b.part("held-out")
         lines.append(
-            f"{a.name:<38} {target:>7} {a.ours:>7.3f} {b.ours:>7.3f} {a.ms_ours:>8.2f} "
-            f"{b.ms_ours:>8.2f} {b.s_index or 0.0:>8.1f}"
+            f"{a.name:<38} {_fmt(a.target):>7} "
+            f"{_fmt(a.ours):>6}/{_fmt(off_part.ours):<6} {_fmt(b.ours):>6}/{_fmt(on_part.ours):<6} "
+            f"{a.ms_ours:>8.2f} {b.ms_ours:>8.2f} {b.s_index or 0.0:>8.1f}"
         )
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = [
     "FTS_KEYS",
     "FTS_TABLE",
+    "FTS_TOKENIZER",
     "FTS_VOCABULARY",
     "FULLTEXT_VERSION",
     "PG_TABLE",
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 FULLTEXT_VERSION = 3
 
 FTS_TABLE = "incident_fts"
+# How FTS5 splits and stems a document's words (and, in `search.fts`, a query's).
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 FTS_KEYS = "incident_fts_key"
 # How many documents hold each (stemmed) word, read to leave out words nearly all have.
 FTS_VOCABULARY = "incident_fts_vocab"
@@ -201,7 +204,7 @@ async def _install_sqlite(conn: AsyncConnection) -> None:
     await conn.execute(
         text(
             f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5("
-            "title, summary, cause, detail, tokenize = 'porter unicode61 remove_diacritics 2')"
+            f"title, summary, cause, detail, tokenize = '{FTS_TOKENIZER}')"
         )
     )
     await conn.execute(

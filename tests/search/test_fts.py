@@ -14,6 +14,7 @@ from resilience_mcp import models as m
 from resilience_mcp.catalog import load_catalog
 from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.graph import CatalogGraph, build_graph
+from resilience_mcp.search import fts
 from resilience_mcp.search.fts import MAX_TERMS, affordable, extract_terms, match_incidents
 from resilience_mcp.search.incidents import find_similar_rca
 from resilience_mcp.store import Store
@@ -238,6 +239,21 @@ async def test_every_incident_is_in_the_index_after_a_load(loaded: Store) -> Non
     async with loaded.session() as session:
         incidents = set((await session.execute(select(m.Incident.name))).scalars().all())
     assert set(await keys(loaded, "out of disk connection slots")) == incidents
+
+
+async def test_a_common_word_is_left_out_whatever_its_indexed_form(
+    loaded: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not loaded.is_sqlite:
+        pytest.skip("PostgreSQL counts words from ANALYZE statistics")
+    # FTS5 keeps `certificates` as `certif`, six letters shorter.
+    async with loaded.transaction() as session:
+        for n in range(3, 6):
+            session.add(m.Incident(name=f"INC-{n}", title="certificates expired", started_at=NOW))
+    monkeypatch.setattr(fts, "POSTINGS_BUDGET", 2)
+    monkeypatch.setattr(fts, "KEEP_AT_LEAST", 1)
+
+    assert await keys(loaded, "certificates kafka") == ["INC-2"]
 
 
 @pytest.mark.parametrize(

@@ -120,3 +120,28 @@ async def test_of_two_alike_incidents_the_newer_ranks_first(store: Store) -> Non
 
     assert await ranked(store) == ["INC-NEW", "INC-OLD"]
     assert await ranked(store, Weights(recency=-1.0)) == ["INC-OLD", "INC-NEW"]
+
+
+def described(key: str, summary: str) -> str:
+    return (
+        "---\napiVersion: resilience/v1\nkind: Incident\n"
+        f"metadata: {{name: {key}}}\n"
+        f"spec: {{severity: SEV2, status: resolved, startedAt: '2026-11-01T00:00Z', "
+        f"summary: '{summary}'}}\n"
+    )
+
+
+async def test_a_kind_of_failure_most_candidates_share_counts_less_than_a_rare_one(
+    store: Store,
+) -> None:
+    # Both kinds are named by the query and each incident has one; only how many of the
+    # candidates share each tells them apart (the database one's words even match better).
+    databases = [described(f"INC-{n}", "Outage: mysql primary lost") for n in (1, 2, 3)]
+    name_server = described("INC-9", "Outage: the nameserver went down again")
+    await load_yaml(store, CATALOG + "".join(databases) + name_server)
+    graph = await build_graph(store)
+
+    answer = await find_similar_rca(store, graph, NOW, text="outage of a replica and a resolver")
+
+    assert answer.results[0].key == "INC-9"
+    assert answer.results[0].why.shared_failure_modes == ["dns"]

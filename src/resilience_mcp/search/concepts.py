@@ -430,7 +430,9 @@ _CONCEPTS_OF: dict[str, set[str]] = {}
 for _concept in CONCEPTS:
     for _w in _concept.words:
         _CONCEPTS_OF.setdefault(_w, set()).add(_concept.name)
-_PATTERN = re.compile(r"(?<![a-z0-9])" + _trie(list(_CONCEPTS_OF)))
+# The lookahead is the trie's first letters: most positions fail on it at once.
+_FIRST = "".join(sorted({w[0] for w in _CONCEPTS_OF}))
+_PATTERN = re.compile(rf"(?<![a-z0-9])(?=[{re.escape(_FIRST)}])" + _trie(list(_CONCEPTS_OF)))
 
 
 def _whole(text: str, end: int) -> bool:

@@ -9,8 +9,9 @@ In a large store, words that many incidents contain (a service-name prefix, "err
 little about which incident is meant and cost the most: both engines score every matching
 document. So the rarest words are kept until the documents they match reach
 `POSTINGS_BUDGET`, judged by the engine's own statistics: the FTS5 vocabulary (read in
-full, so cached for a while) and the lexeme frequencies ANALYZE keeps in PostgreSQL. A
-store smaller than the budget keeps every word.
+full, so cached for a while; each word is looked up under the stem FTS5's own tokenizer
+gives it) and the lexeme frequencies ANALYZE keeps in PostgreSQL. A store smaller than the
+budget keeps every word.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
+import threading
 import time
 import weakref
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache, lru_cache
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from resilience_mcp.fulltext import FTS_KEYS, FTS_TABLE, FTS_VOCABULARY, PG_TABLE
+from resilience_mcp.fulltext import FTS_KEYS, FTS_TABLE, FTS_TOKENIZER, FTS_VOCABULARY, PG_TABLE
 from resilience_mcp.store import Store
 
 __all__ = [
@@ -65,7 +69,7 @@ STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 # At most this many matching documents (summed over the words) are ranked; past it the
 # most common words are left out. However common, KEEP_AT_LEAST words are searched for.
-POSTINGS_BUDGET = 3000
+POSTINGS_BUDGET = 1500
 KEEP_AT_LEAST = 2
 VOCABULARY_TTL = 600.0
 
@@ -98,6 +102,7 @@ def _useful(word: str) -> bool:
     return not _HEX.match(word)
 
 
+@lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
     """A light English stem, enough to see that `connections` matched `connection`."""
     for suffix in ("ations", "ation", "ings", "ing", "edly", "ed", "ies", "es", "s", "ly"):
@@ -113,12 +118,9 @@ async def match_incidents(store: Store, terms: list[str], *, limit: int = 100) -
     async with store.engine.connect() as conn:
         if store.is_sqlite:
             counts = await _counts_sqlite(store, conn, terms)
-        else:
-            counts = await _counts_postgres(conn, terms)
-    kept = affordable(terms, counts)
-    if store.is_sqlite:
-        return await _match_sqlite(store, kept, limit)
-    return await _match_postgres(store, kept, limit)
+            return await _match_sqlite(conn, affordable(terms, counts), limit)
+        counts = await _counts_postgres(conn, terms)
+        return await _match_postgres(conn, affordable(terms, counts), limit)
 
 
 def affordable(terms: list[str], counts: dict[str, float]) -> list[str]:
@@ -152,39 +154,69 @@ _TASKS: set[asyncio.Task[None]] = set()
 
 
 async def _counts_sqlite(store: Store, conn: AsyncConnection, terms: list[str]) -> dict[str, float]:
+    """Documents per term, from the (cached) vocabulary."""
     known = _VOCABULARIES.get(store)
     if known is None:
-        known = _VOCABULARIES[store] = _Vocabulary(time.monotonic(), await _read_vocabulary(conn))
+        known = _VOCABULARIES[store] = await _read_vocabulary(conn)
     elif time.monotonic() - known.at > VOCABULARY_TTL and not known.refreshing:
         known.refreshing = True
         task = asyncio.create_task(_refresh_vocabulary(store))
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
-    counts = known.counts
-    # The vocabulary holds porter stems: a term's stem is taken to be its longest prefix
-    # listed there, no more than four letters shorter.
-    found: dict[str, float] = {}
-    for term in terms:
-        for size in range(len(term), max(2, len(term) - 5), -1):
-            if term[:size] in counts:
-                found[term] = counts[term[:size]]
-                break
-    return found
+    stems = _tokenizer().stems(terms)
+    return {t: float(known.counts.get(stems[t], 0)) for t in terms}
 
 
-async def _read_vocabulary(conn: AsyncConnection) -> dict[str, int]:
+async def _read_vocabulary(conn: AsyncConnection) -> _Vocabulary:
     rows = await conn.execute(text(f"SELECT term, doc FROM {FTS_VOCABULARY}"))
-    return {str(term): int(doc) for term, doc in rows}
+    return _Vocabulary(time.monotonic(), {str(term): int(doc) for term, doc in rows})
 
 
 async def _refresh_vocabulary(store: Store) -> None:
     try:
         async with store.engine.connect() as conn:
-            counts = await _read_vocabulary(conn)
-        _VOCABULARIES[store] = _Vocabulary(time.monotonic(), counts)
+            _VOCABULARIES[store] = await _read_vocabulary(conn)
     except Exception:
         logger.exception("refreshing the full-text vocabulary failed")
         _VOCABULARIES.pop(store, None)
+
+
+class _Tokenizer:
+    """FTS5's own tokenizer, in a private in-memory database: the form (the porter stem)
+    each query word is indexed under, so it can be looked up in the vocabulary."""
+
+    MAX_KNOWN = 100_000
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db.execute(
+            f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize = '{FTS_TOKENIZER}')"
+        )
+        self._db.execute("CREATE VIRTUAL TABLE forms USING fts5vocab(words, 'instance')")
+        self._known: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def stems(self, words: list[str]) -> dict[str, str]:
+        with self._lock:
+            missing = [w for w in dict.fromkeys(words) if w not in self._known]
+            if missing:
+                if len(self._known) > self.MAX_KNOWN:
+                    self._known.clear()
+                self._known.update(self._tokenize(missing))
+            return {w: self._known[w] for w in words}
+
+    def _tokenize(self, words: list[str]) -> dict[str, str]:
+        self._db.executemany(
+            "INSERT INTO words(rowid, word) VALUES (?, ?)", enumerate(words, start=1)
+        )
+        found = dict(self._db.execute("SELECT doc, term FROM forms WHERE offset = 0"))
+        self._db.execute("DELETE FROM words")
+        return {w: str(found.get(n, "")) for n, w in enumerate(words, start=1)}
+
+
+@cache
+def _tokenizer() -> _Tokenizer:
+    return _Tokenizer()
 
 
 async def _counts_postgres(conn: AsyncConnection, terms: list[str]) -> dict[str, float]:
@@ -208,22 +240,22 @@ async def _counts_postgres(conn: AsyncConnection, terms: list[str]) -> dict[str,
     return {str(term): float(count or 0.0) for term, count in rows}
 
 
-async def _match_sqlite(store: Store, terms: list[str], limit: int) -> list[TextMatch]:
+async def _match_sqlite(conn: AsyncConnection, terms: list[str], limit: int) -> list[TextMatch]:
     # Each term is a quoted string: FTS5 reads no operator inside quotes, and terms hold
-    # no quote characters.
+    # no quote characters. The best rows are picked before their keys are joined.
     expression = " OR ".join(f'"{term}"' for term in terms)
     weights = ", ".join(str(w) for w in _BM25_WEIGHTS)
     sql = text(
-        f"SELECT k.incident, -bm25({FTS_TABLE}, {weights}) AS score "
-        f"FROM {FTS_TABLE} JOIN {FTS_KEYS} k ON k.id = {FTS_TABLE}.rowid "
-        f"WHERE {FTS_TABLE} MATCH :expression ORDER BY score DESC LIMIT :limit"
+        f"SELECT k.incident, best.score FROM (SELECT rowid AS id, "
+        f"-bm25({FTS_TABLE}, {weights}) AS score FROM {FTS_TABLE} "
+        f"WHERE {FTS_TABLE} MATCH :expression ORDER BY score DESC LIMIT :limit) best "
+        f"JOIN {FTS_KEYS} k ON k.id = best.id ORDER BY best.score DESC"
     )
-    async with store.engine.connect() as conn:
-        rows = await conn.execute(sql, {"expression": expression, "limit": limit})
-        return [TextMatch(str(key), float(score)) for key, score in rows]
+    rows = await conn.execute(sql, {"expression": expression, "limit": limit})
+    return [TextMatch(str(key), float(score)) for key, score in rows]
 
 
-async def _match_postgres(store: Store, terms: list[str], limit: int) -> list[TextMatch]:
+async def _match_postgres(conn: AsyncConnection, terms: list[str], limit: int) -> list[TextMatch]:
     # One plainto_tsquery per term, OR-ed: parameters, never parsed as query syntax.
     params = {f"t{i}": term for i, term in enumerate(terms)}
     query = " || ".join(f"plainto_tsquery('english', :t{i})" for i in range(len(terms)))
@@ -232,6 +264,5 @@ async def _match_postgres(store: Store, terms: list[str], limit: int) -> list[Te
         f"FROM {PG_TABLE} s, (SELECT {query} AS query) q "
         "WHERE s.document @@ q.query ORDER BY score DESC LIMIT :limit"
     )
-    async with store.engine.connect() as conn:
-        rows = await conn.execute(sql, {**params, "limit": limit})
-        return [TextMatch(str(key), float(score)) for key, score in rows]
+    rows = await conn.execute(sql, {**params, "limit": limit})
+    return [TextMatch(str(key), float(score)) for key, score in rows]

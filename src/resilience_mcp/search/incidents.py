@@ -8,41 +8,41 @@ scored on five things, weighted (`Weights`) and added:
 - title: how much of its title the query says (a title names the failure, and a recurring
   failure tends to get the same title);
 - concepts: the kinds of trigger and failure it shares with the query (see `concepts`),
-  counted in full only when the words leave several candidates close together;
+  counted in full only when the words leave several candidates close together, and each
+  by how few of the candidates name it;
 - structure: the same service, a dependency or dependent of it, or the same system;
 - recency: newer incidents describe the system as it is now;
 - meaning, with a `SemanticIndex` (the optional `semantic` extra): the cosine of the two
   texts' sentence embeddings. The index then proposes candidates too, its nearest
   incidents, so a write-up that shares no word with the query can still be found.
 
-The weights were chosen on the public postmortem sets of benchmarks/rca_eval.py. Every
-result says why it matched, and carries the root cause, the resolution and the remediation
-tasks with their status.
+The weights were chosen on the tuning half of the public postmortem sets of
+benchmarks/rca_eval.py (the other half is held out for reporting). Every result says why
+it matched, and carries the root cause, the resolution and the remediation tasks with
+their status.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlmodel import SQLModel, col, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import SQLModel
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError
 from resilience_mcp.graph.catalog import CatalogGraph
-from resilience_mcp.graph.incidents import (
-    incident_services,
-    resolve_incident,
-    task_brief,
-)
+from resilience_mcp.graph.incidents import resolve_incident, task_brief
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.incidents import (
     MatchReasons,
@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 MAX_LIMIT = 20
 # How many full-text candidates are scored, and how many recent ones per service set.
 CANDIDATES = 50
-SERVICE_CANDIDATES = 50
+SERVICE_CANDIDATES = 25
 # How many of the semantic index's nearest incidents are scored as well.
 SEMANTIC_CANDIDATES = 50
 TASKS_PER_RESULT = 3
@@ -132,6 +132,10 @@ class _PostmortemRow:
 
 _INCIDENT_COLUMNS = [f.name for f in fields(_IncidentRow)]
 _POSTMORTEM_COLUMNS = [f.name for f in fields(_PostmortemRow)]
+# The columns `_record` converts itself.
+_TIMES = frozenset({"started_at", "resolved_at", "published_at"})
+_LISTS = frozenset({"contributing_factors", "lessons"})
+_JSON = json.JSONDecoder()
 
 
 @dataclass
@@ -145,7 +149,7 @@ class _Candidate:
     score: float = 0.0
     why: MatchReasons = field(default_factory=MatchReasons)
 
-    @property
+    @cached_property
     def text(self) -> str:
         i, p = self.incident, self.postmortem
         parts = [i.title, i.summary, i.description, i.trigger]
@@ -240,18 +244,10 @@ async def _build_query(
     parts = [text or ""]
     exclude = None
     if incident:
-        async with store.session() as session:
-            row = await resolve_incident(session, incident)
-            exclude = row.name
-            wanted |= set((await incident_services(session, [row.name]))[row.name])
-            postmortem = await _postmortem_of(session, row.name)
-        incident_row = _IncidentRow(**{c: getattr(row, c) for c in _INCIDENT_COLUMNS})
-        pm_row = (
-            _PostmortemRow(**{c: getattr(postmortem, c) for c in _POSTMORTEM_COLUMNS})
-            if postmortem
-            else None
-        )
-        parts.append(_Candidate(incident_row, pm_row).text)
+        record = await _record_of(store, incident)
+        exclude = record.incident.name
+        wanted |= set(record.services)
+        parts.append(record.text)
 
     combined = " ".join(parts)
     return _Query(
@@ -276,42 +272,35 @@ def _mentioned_services(graph: CatalogGraph, text: str) -> set[str]:
     return found
 
 
-async def _postmortem_of(session: AsyncSession, key: str) -> m.Postmortem | None:
-    rows = await session.execute(
-        select(m.Postmortem)
-        .where(col(m.Postmortem.incident) == key)
-        .order_by(col(m.Postmortem.published_at).desc(), col(m.Postmortem.name))
-    )
-    return rows.scalars().first()
+async def _record_of(store: Store, key: str) -> _Candidate:
+    """The incident `key` names, with its latest postmortem and its services. An exact key
+    takes one query; any other is resolved as every tool resolves one."""
+    async with store.engine.connect() as conn:
+        found = await _load(conn, [key.strip()])
+    if not found:
+        async with store.session() as session:
+            name = (await resolve_incident(session, key)).name
+        async with store.engine.connect() as conn:
+            found = await _load(conn, [name])
+    return found[0]
 
 
 async def _recent_on(conn: AsyncConnection, services: set[str]) -> list[str]:
     if not services:
         return []
-    rows = await conn.execute(
-        select(m.Incident.name)
-        .join(m.IncidentLink, col(m.IncidentLink.incident) == col(m.Incident.name))
-        .where(col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target).in_(services))
-        .order_by(col(m.Incident.started_at).desc())
-        .limit(SERVICE_CANDIDATES)
-    )
+    rows = await conn.execute(_statements().recent, {"services": sorted(services)})
     return list(dict.fromkeys(rows.scalars().all()))
 
 
 async def _load(conn: AsyncConnection, keys: list[str]) -> list[_Candidate]:
-    """The candidates' incidents and latest postmortems, read as plain rows (no ORM)."""
-    if not keys:
-        return []
+    """The candidates' incidents, latest postmortems and services, read as plain rows (no
+    ORM), in one round trip per 500."""
     found: dict[str, _Candidate] = {}
     for chunk in _chunks(keys):
-        rows = await conn.execute(_records().where(_table(m.Incident).c.name.in_(chunk)))
-        for row in rows:
+        for row in await conn.execute(_statements().records, {"keys": chunk}):
             # The latest postmortem of an incident comes last and wins.
             candidate = _record(row)
             found[candidate.incident.name] = candidate
-    services = await incident_services(conn, list(found))
-    for key, candidate in found.items():
-        candidate.services = services[key]
     return [found[k] for k in keys if k in found]
 
 
@@ -322,11 +311,67 @@ async def _all_texts(store: Store) -> dict[str, str]:
         return {c.incident.name: c.text for c in map(_record, rows)}
 
 
-def _records() -> sa.Select[Any]:
-    """Incidents with their postmortems, each incident's latest postmortem last."""
+@dataclass(frozen=True)
+class _Statements:
+    """The queries each call makes, built once: building them costs more than running
+    them on a small store. Lists of keys are bound as expanding parameters."""
+
+    recent: sa.Select[Any]
+    records: sa.Select[Any]
+    tasks: sa.Select[Any]
+    timelines: sa.Select[Any]
+
+
+@cache
+def _statements() -> _Statements:
+    incidents, links = _table(m.Incident), _table(m.IncidentLink)
+    tasks, entries = _table(m.RemediationTask), _table(m.TimelineEntry)
+    keys, services = _keys("keys"), _keys("services")
+    # OFFSET 0 keeps PostgreSQL from planning the two as one: it would then walk every
+    # incident newest first, checking each for a link, until enough were found.
+    on_services = (
+        sa.select(incidents.c.name, incidents.c.started_at)
+        .join(links, links.c.incident == incidents.c.name)
+        .where(links.c.kind == "service", links.c.target.in_(services))
+        .offset(0)
+        .subquery()
+    )
+    return _Statements(
+        recent=sa.select(on_services.c.name)
+        .order_by(on_services.c.started_at.desc())
+        .limit(SERVICE_CANDIDATES),
+        records=_records(with_services=True).where(incidents.c.name.in_(keys)),
+        tasks=sa.select(tasks).where(
+            sa.or_(
+                tasks.c.incident.in_(keys),
+                tasks.c.postmortem.in_(_keys("postmortems")),
+            )
+        ),
+        timelines=sa.select(entries.c.incident, entries.c.kind, entries.c.text)
+        .where(entries.c.incident.in_(keys))
+        .order_by(entries.c.at, entries.c.id),
+    )
+
+
+def _keys(name: str) -> sa.BindParameter[str]:
+    return sa.bindparam(name, type_=sa.types.String, expanding=True)
+
+
+def _records(*, with_services: bool = False) -> sa.Select[Any]:
+    """Incidents with their postmortems, each incident's latest postmortem last; with the
+    services each touched, space-separated, in a last column."""
     incidents, postmortems = _table(m.Incident), _table(m.Postmortem)
-    columns = [incidents.c[c] for c in _INCIDENT_COLUMNS]
-    columns += [postmortems.c[c] for c in _POSTMORTEM_COLUMNS]
+    columns = [_raw(incidents.c[c]) for c in _INCIDENT_COLUMNS]
+    columns += [_raw(postmortems.c[c]) for c in _POSTMORTEM_COLUMNS]
+    if with_services:
+        links = _table(m.IncidentLink)
+        # The kind is checked inside the aggregate so the engine looks links up by incident.
+        service = sa.case((links.c.kind == "service", links.c.target))
+        columns.append(
+            sa.select(sa.func.aggregate_strings(service, " "))
+            .where(links.c.incident == incidents.c.name)
+            .scalar_subquery()
+        )
     return (
         sa.select(*columns)
         .select_from(incidents.outerjoin(postmortems, postmortems.c.incident == incidents.c.name))
@@ -334,10 +379,40 @@ def _records() -> sa.Select[Any]:
     )
 
 
+def _raw(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """Times and JSON lists as the driver hands them over: SQLAlchemy's conversions cost
+    more than the query when a hundred candidates are read, so `_record` does its own."""
+    if column.name in _TIMES or column.name in _LISTS:
+        return sa.type_coerce(column, sa.types.NullType()).label(column.name)
+    return column
+
+
 def _record(row: sa.Row[Any]) -> _Candidate:
-    width = len(_INCIDENT_COLUMNS)
-    postmortem = _PostmortemRow(*row[width:]) if row[width] is not None else None
-    return _Candidate(_IncidentRow(*row[:width]), postmortem)
+    width, end = len(_INCIDENT_COLUMNS), len(_INCIDENT_COLUMNS) + len(_POSTMORTEM_COLUMNS)
+    incident = dict(zip(_INCIDENT_COLUMNS, row[:width], strict=True))
+    postmortem = dict(zip(_POSTMORTEM_COLUMNS, row[width:end], strict=True))
+    for values in (incident, postmortem):
+        for name in _TIMES.intersection(values):
+            values[name] = _utc(values[name])
+        for name in _LISTS.intersection(values):
+            values[name] = _items(values[name])
+    found = _PostmortemRow(**postmortem) if postmortem["name"] is not None else None
+    services = sorted(set(row[end].split())) if len(row) > end and row[end] else []
+    return _Candidate(_IncidentRow(**incident), found, services)
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A stored time as aware UTC (SQLite hands back text, PostgreSQL a naive datetime)."""
+    if value is None:
+        return None
+    found = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return found.replace(tzinfo=UTC)
+
+
+def _items(value: list[str] | str | None) -> list[str]:
+    """A stored JSON list (text on either engine, unless a driver decodes it)."""
+    items = _JSON.raw_decode(value.strip())[0] if isinstance(value, str) else value
+    return [str(item) for item in items] if isinstance(items, list) else []
 
 
 def _add_meaning(candidates: list[_Candidate], cosines: dict[str, float]) -> None:
@@ -367,10 +442,11 @@ def _rank(
     best = max((c.text_score for c in candidates), default=0.0) or 1.0
     said = {stem(t) for t in query.terms}
     flatness = _flatness(candidates, best)
+    spread = _concept_spread(candidates, query)
     for candidate in candidates:
         text = candidate.text_score / best
         title = _title_score(candidate, said)
-        concepts = _concept_score(candidate, query) * flatness
+        concepts = _concept_score(candidate, query, spread) * flatness
         structure = _structure_score(candidate, query, graph)
         age_days = max(0.0, (now - candidate.incident.started_at).total_seconds() / 86400)
         recency = math.exp(-age_days / RECENCY_DAYS)
@@ -396,14 +472,31 @@ def _flatness(candidates: list[_Candidate], best: float) -> float:
 
 def _title_score(candidate: _Candidate, said: set[str]) -> float:
     """How much of the candidate's title the query says: a title names the failure."""
-    words = {stem(t) for t in extract_terms(candidate.incident.title or "")}
+    words = _title_words(candidate.incident.title or "")
     if not words:
         return 0.0
     found = len(words & said)
     return found / len(words) if len(words) > 1 else found / 2
 
 
-def _concept_score(candidate: _Candidate, query: _Query) -> float:
+def _concept_spread(candidates: list[_Candidate], query: _Query) -> dict[str, float]:
+    """Per concept of the query, the share of candidates without it: a concept nearly every
+    candidate names (a store of Kubernetes incidents all say "cluster") breaks no ties."""
+    if not query.concepts or not candidates:
+        return {}
+    having: dict[str, int] = defaultdict(int)
+    for candidate in candidates:
+        for name in find_concepts(candidate.text) & query.concepts:
+            having[name] += 1
+    return {name: 1.0 - having[name] / len(candidates) for name in query.concepts}
+
+
+@lru_cache(maxsize=20_000)
+def _title_words(title: str) -> frozenset[str]:
+    return frozenset(stem(t) for t in extract_terms(title))
+
+
+def _concept_score(candidate: _Candidate, query: _Query, spread: dict[str, float]) -> float:
     if not query.concepts:
         return 0.0
     theirs = find_concepts(candidate.text)
@@ -413,12 +506,13 @@ def _concept_score(candidate: _Candidate, query: _Query) -> float:
     candidate.why.shared_failure_modes = sorted(shared - set(triggers))
     # A weighted cosine: sharing the one concept a short story names counts as much as
     # sharing four of a long postmortem's eight.
-    norm = math.sqrt(_squares(query.concepts) * _squares(theirs)) or 1.0
-    return _squares(shared) / norm
+    norm = math.sqrt(_squares(query.concepts, spread) * _squares(theirs, spread)) or 1.0
+    return _squares(shared, spread) / norm
 
 
-def _squares(concepts: Iterable[str]) -> float:
-    return sum(_CONCEPTS[c].weight ** 2 for c in concepts)
+def _squares(concepts: Iterable[str], spread: dict[str, float]) -> float:
+    """The concepts' weights, each times its spread among the candidates where known."""
+    return sum((_CONCEPTS[c].weight * spread.get(c, 1.0)) ** 2 for c in concepts)
 
 
 def _structure_score(candidate: _Candidate, query: _Query, graph: CatalogGraph) -> float:
@@ -479,10 +573,7 @@ async def _tasks(
     """Each incident's tasks, named directly or through its postmortem."""
     keys = [c.incident.name for c in ranked]
     via = {c.postmortem.name: c.incident.name for c in ranked if c.postmortem}
-    tasks = _table(m.RemediationTask)
-    rows = await conn.execute(
-        sa.select(tasks).where(sa.or_(tasks.c.incident.in_(keys), tasks.c.postmortem.in_(via)))
-    )
+    rows = await conn.execute(_statements().tasks, {"keys": keys, "postmortems": list(via)})
     found: dict[str, list[m.RemediationTask]] = defaultdict(list)
     for row in rows:
         key = row.incident or via.get(row.postmortem or "")
@@ -493,12 +584,7 @@ async def _tasks(
 
 async def _timelines(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[str, str | None]]:
     """Each incident's timeline text, and the entry that says what resolved it."""
-    entries = _table(m.TimelineEntry)
-    rows = await conn.execute(
-        sa.select(entries.c.incident, entries.c.kind, entries.c.text)
-        .where(entries.c.incident.in_(keys))
-        .order_by(entries.c.at, entries.c.id)
-    )
+    rows = await conn.execute(_statements().timelines, {"keys": keys})
     texts: dict[str, list[str]] = defaultdict(list)
     fixed: dict[str, str] = {}
     for incident, kind, text in rows:
@@ -509,7 +595,7 @@ async def _timelines(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[
 
 
 def _matched_terms(terms: Iterable[str], record: str) -> list[str]:
-    stems = {stem(w) for w in _WORDS.findall(record.lower())}
+    stems = {stem(w) for w in set(_WORDS.findall(record.lower()))}
     return [t for t in terms if stem(t) in stems]
 
 
