@@ -33,6 +33,13 @@ _TIMEOUT_RESPONSE = (
 )
 
 
+# How long an idle connection is kept open (the header deadline, when on, closes it
+# sooner). uvicorn's default, 5 s, is also the idle expiry of httpx's pool: a client then
+# sends its next request on a connection at the moment the server closes it, and reads
+# nothing back. Longer than the clients' own expiry, they close first.
+KEEP_ALIVE_SECONDS = 30
+
+
 def uvicorn_config(app: Any, settings: HttpSettings) -> uvicorn.Config:
     """How uvicorn serves `app` by `settings`; logs go through the handlers configured."""
     return uvicorn.Config(
@@ -42,6 +49,7 @@ def uvicorn_config(app: Any, settings: HttpSettings) -> uvicorn.Config:
         http=header_deadline_protocol(settings.header_timeout_seconds),
         log_config=None,
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
