@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,22 @@ async def test_two_concurrent_updates_never_lose_one_silently(
     for answer in done:
         assert answer.changes[-1].after in texts
     assert len(texts) == 1 + len(done)
+
+
+async def test_many_concurrent_updates_naming_no_version_queue_up_and_all_apply(
+    catalog: Store, graph: CatalogGraph, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="resilience_mcp.writes.audit")
+    notes = [f"agent {n}" for n in range(20)]
+
+    results = await asyncio.gather(*(update(catalog, graph, note=note) for note in notes))
+
+    assert all(isinstance(r, WriteAnswer) for r in results)
+    assert (await incident(catalog, "INC-0007")).version == 1 + len(notes)
+    texts = [e.text for e in await owned(catalog, m.TimelineEntry, "INC-0007")]
+    assert set(notes) <= set(texts)
+    # They waited for the row in turn: none lost a race and planned again.
+    assert "lost a version race" not in caplog.text
 
 
 async def test_a_declared_incident_survives_export_and_reload(

@@ -33,7 +33,12 @@ from resilience_mcp.writes.lookup import (
     resolve_name,
     resolve_names,
 )
-from resilience_mcp.writes.versioning import check_version, compare_and_set, value_text
+from resilience_mcp.writes.versioning import (
+    check_version,
+    compare_and_set,
+    hold_row,
+    value_text,
+)
 
 __all__ = [
     "INCIDENT_STATUSES",
@@ -235,6 +240,8 @@ async def _update(
             "commander, mitigated_at, resolved_at or note."
         )
     corrected: Corrections = []
+    if apply and change.expected_version is None:
+        await hold_row(session, m.Incident, change.key)
     incident = await find_row(session, m.Incident, change.key, corrected)
     check_version(incident, "Incident", change.expected_version, REREAD)
     values = _new_values(incident, change, graph, request, corrected)

@@ -23,7 +23,12 @@ from resilience_mcp.writes.lookup import (
     parse_time,
     resolve_name,
 )
-from resilience_mcp.writes.versioning import check_version, compare_and_set, value_text
+from resilience_mcp.writes.versioning import (
+    check_version,
+    compare_and_set,
+    hold_row,
+    value_text,
+)
 
 __all__ = [
     "PRIORITIES",
@@ -190,6 +195,8 @@ async def _update(
             "title or description."
         )
     corrected: Corrections = []
+    if apply and change.expected_version is None:
+        await hold_row(session, m.RemediationTask, change.name)
     task = await find_row(session, m.RemediationTask, change.name, corrected)
     check_version(task, "Remediation task", change.expected_version, REREAD)
     values = _new_values(task, change, graph, request, corrected)

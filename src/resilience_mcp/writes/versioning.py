@@ -3,8 +3,9 @@
 An update names the version it read and changes the row only if it is still that version,
 bumping it; a writer that lost the race changes nothing and is told to re-read. So two
 agents updating one incident never overwrite each other silently. An update that named no
-version asked for no such check: losing the race (`RaceLost`) sends it round again, planned
-on what the winner wrote.
+version asked for no such check: it holds the row first (`hold_row`), and should it still
+lose a race (a name matched loosely is held only once found), `RaceLost` sends it round
+again, planned on what the winner wrote.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from sqlmodel import col
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import ConflictError
+from resilience_mcp.store import LOCK_ONLY
 
-__all__ = ["RaceLost", "Versioned", "check_version", "compare_and_set", "value_text"]
+__all__ = [
+    "RaceLost",
+    "Versioned",
+    "check_version",
+    "compare_and_set",
+    "hold_row",
+    "value_text",
+]
 
 Versioned = m.Incident | m.RemediationTask
 
@@ -64,6 +73,20 @@ async def compare_and_set(
             f"{reread} and retry."
         )
     return read + 1
+
+
+async def hold_row(session: AsyncSession, table: type[Versioned], name: str) -> None:
+    """Hold the row named exactly `name` (if there is one) until commit, before anything
+    is read, so that updates naming no version queue behind each other instead of racing
+    and planning again. A no-op update is the lock both engines honour; on SQLite it takes
+    the write lock before the transaction has read anything, so it waits its turn rather
+    than finding its snapshot stale."""
+    await session.execute(
+        update(table)
+        .where(col(table.name) == name)
+        .values(name=col(table.name))
+        .execution_options(synchronize_session=False, **{LOCK_ONLY: True})
+    )
 
 
 def value_text(value: Any) -> str | None:
