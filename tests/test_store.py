@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from resilience_mcp.errors import StoreError
 from resilience_mcp.graph.provenance import read_confirmations
@@ -129,6 +129,31 @@ async def test_a_version_2_database_without_the_confirmation_table_gets_it_when_
             assert await read_confirmations(session) == {}
     finally:
         await reopened.close()
+
+
+async def test_a_version_2_database_gets_the_covering_link_index_when_opened(
+    db_url: str,
+) -> None:
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("DROP INDEX ix_incident_link_kind_target_incident"))
+            await conn.execute(
+                text("CREATE INDEX ix_incident_link_kind_target ON incident_link (kind, target)")
+            )
+    finally:
+        await store.close()
+
+    reopened = await Store.open(db_url)
+    try:
+        async with reopened.engine.connect() as conn:
+            names = await conn.run_sync(
+                lambda sync: {i["name"] for i in inspect(sync).get_indexes("incident_link")}
+            )
+    finally:
+        await reopened.close()
+    assert "ix_incident_link_kind_target_incident" in names
+    assert "ix_incident_link_kind_target" not in names
 
 
 @pytest.mark.slow

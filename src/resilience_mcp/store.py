@@ -28,7 +28,14 @@ from sqlmodel import SQLModel, col, select
 from resilience_mcp import models as m
 from resilience_mcp.errors import StoreError
 from resilience_mcp.fulltext import install_fulltext
-from resilience_mcp.models import CatalogMeta, CatalogState, SourceConfirmation, utcnow
+from resilience_mcp.models import (
+    CatalogMeta,
+    CatalogState,
+    IncidentLink,
+    SourceConfirmation,
+    utcnow,
+)
+from resilience_mcp.models.tables import LINK_INDEX
 
 __all__ = [
     "FLAG_TABLES",
@@ -249,8 +256,23 @@ class Store:
             else:
                 await conn.run_sync(_add_state_columns)
                 await conn.run_sync(_add_source_confirmation)
+                await conn.run_sync(_cover_link_index)
             if create:
                 await install_fulltext(conn)
+
+
+def _cover_link_index(conn: Connection) -> None:
+    """Give a version 2 database written before it the covering index of incident links
+    (kind, target, incident), in place of the one on (kind, target)."""
+    found = {i["name"] for i in inspect_row(conn).get_indexes(IncidentLink.__tablename__)}
+    if LINK_INDEX not in found:
+        conn.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS {LINK_INDEX} ON incident_link (kind, target, incident)"
+            )
+        )
+    if "ix_incident_link_kind_target" in found:
+        conn.execute(text("DROP INDEX IF EXISTS ix_incident_link_kind_target"))
 
 
 def _add_state_columns(conn: Connection) -> None:
