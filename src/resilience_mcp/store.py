@@ -10,10 +10,10 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, event, text, update
 from sqlalchemy import inspect as inspect_row
@@ -46,6 +46,7 @@ __all__ = [
     "Store",
     "bump_confirm_version",
     "bump_version",
+    "chunks",
     "default_db_url",
     "tracked_writes",
 ]
@@ -297,6 +298,19 @@ def _add_source_confirmation(conn: Connection) -> None:
     if not inspect_row(conn).has_table(SourceConfirmation.__tablename__):
         table = SourceConfirmation.__table__  # type: ignore[attr-defined]
         conn.execute(CreateTable(table, if_not_exists=True))
+
+
+T = TypeVar("T")
+
+# The most values one `IN (...)` list binds: well within what either engine takes, and a
+# statement that stays quick to plan.
+CHUNK = 500
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """`items` in runs of at most `size`, one `IN (...)` list each."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 async def bump_confirm_version(session: AsyncSession) -> None:

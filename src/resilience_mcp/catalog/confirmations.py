@@ -25,7 +25,7 @@ sources of one label that send different sets touch their entities on every run.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,11 +36,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
 from resilience_mcp import models as m
-from resilience_mcp.store import bump_confirm_version
+from resilience_mcp.store import bump_confirm_version, chunks
 
 __all__ = ["Kept", "confirm_source", "touch"]
-
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -127,12 +125,7 @@ async def touch(
     session: Any, table: type[m.Entity], names: Sequence[str], source: str, now: datetime
 ) -> None:
     """Mark `names` confirmed by `source` at `now`, as they are."""
-    for chunk in _chunks(names):
+    for chunk in chunks(names):
         await session.execute(
             update(table).where(col(table.name).in_(chunk)).values(synced_at=now, source=source)
         )
-
-
-def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -39,7 +39,7 @@ from resilience_mcp.catalog.refs import (
     unresolved_names,
 )
 from resilience_mcp.errors import CatalogLoadError, LoadIssue
-from resilience_mcp.store import GRAPH_TABLES, Store, bump_version, tracked_writes
+from resilience_mcp.store import GRAPH_TABLES, Store, bump_version, chunks, tracked_writes
 
 __all__ = ["EXTERNAL_ID_ANNOTATION", "LoadReport", "load_catalog", "parse_documents"]
 
@@ -52,7 +52,6 @@ _OWN_GROUPS = frozenset(v.split("/", 1)[0] for v in API_VERSIONS)
 QUIET_KINDS = {"location"}
 # How many warnings a report's summary lists before it counts the rest.
 SHOWN_WARNINGS = 20
-CHUNK = 500
 # The annotation that carries an entity's id in the system it was synced from.
 EXTERNAL_ID_ANNOTATION = "resilience/external-id"
 # A service's fields that matter during an incident: a load that changes one on a service
@@ -695,7 +694,7 @@ async def _replace_outside_graph(
     for child_table in children:
         if not refs or str(child_table.__tablename__) in GRAPH_TABLES:
             continue
-        for chunk in _chunks(refs):
+        for chunk in chunks(refs):
             await session.execute(delete(child_table).where(col(child_table.owner_ref).in_(chunk)))
         rows = [
             child.values | {"owner_ref": entity.ref}
@@ -703,8 +702,8 @@ async def _replace_outside_graph(
             for child in entity.parsed.children
             if child.table is child_table
         ]
-        for chunk in _chunks(rows):
-            await session.execute(insert(child_table), chunk)
+        for batch in chunks(rows):
+            await session.execute(insert(child_table), batch)
 
 
 async def _spare_referenced(
@@ -785,7 +784,7 @@ async def _holders(session: Any, reference: Reference, names: list[str]) -> list
         rows = await session.execute(select(label, column))
         found = [(o, v) for o, values in rows.all() for v in values or [] if v in wanted]
     else:
-        for chunk in _chunks(names):
+        for chunk in chunks(names):
             query = select(label, column).where(col(column).in_(chunk))
             if reference.when is not None:
                 query = query.where(getattr(table, reference.when[0]) == reference.when[1])
@@ -853,12 +852,12 @@ async def _existing(
     """The stored entities among `names`: each one's fingerprint, source and synced_at."""
     kind = next(k for k, c in CODECS.items() if c.table is table)
     rows: dict[str, Any] = {}
-    for chunk in _chunks(names):
+    for chunk in chunks(names):
         result = await session.execute(select(table).where(col(table.name).in_(chunk)))
         rows.update({r.name: r for r in result.scalars().all()})
     owned: dict[str, list[m.Owned]] = defaultdict(list)
     for child_table in children:
-        for chunk in _chunks([f"{kind}:{n}" for n in rows]):
+        for chunk in chunks([f"{kind}:{n}" for n in rows]):
             result = await session.execute(
                 select(child_table).where(col(child_table.owner_ref).in_(chunk))
             )
@@ -892,10 +891,10 @@ async def _replace(
         return
     refs = [e.ref for e in changed]
     names = [e.parsed.name for e in changed]
-    for chunk in _chunks(names):
+    for chunk in chunks(names):
         await session.execute(delete(table).where(col(table.name).in_(chunk)))
     for child_table in children:
-        for chunk in _chunks(refs):
+        for chunk in chunks(refs):
             await session.execute(delete(child_table).where(col(child_table.owner_ref).in_(chunk)))
 
     main_rows = []
@@ -905,11 +904,11 @@ async def _replace(
         main_rows.append(row.model_dump())
         for child in entity.parsed.children:
             child_rows[child.table].append(child.values | {"owner_ref": entity.ref})
-    for chunk in _chunks(main_rows):
-        await session.execute(insert(table), chunk)
+    for batch in chunks(main_rows):
+        await session.execute(insert(table), batch)
     for child_table, rows in child_rows.items():
-        for chunk in _chunks(rows):
-            await session.execute(insert(child_table), chunk)
+        for batch in chunks(rows):
+            await session.execute(insert(child_table), batch)
 
 
 async def _record_changes(
@@ -943,7 +942,7 @@ async def _record_changes(
             for name in WATCHED_FIELDS
             if old[name] != new[name]
         ]
-    for chunk in _chunks(rows):
+    for chunk in chunks(rows):
         await session.execute(insert(m.CatalogChange), chunk)
 
 
@@ -951,7 +950,7 @@ async def _watched_values(session: Any, names: list[str]) -> dict[str, dict[str,
     """The watched fields of the services `names` as the store holds them now."""
     columns: dict[str, dict[str, Any]] = {}
     deps: dict[str, list[tuple[str, str, bool]]] = defaultdict(list)
-    for chunk in _chunks(names):
+    for chunk in chunks(names):
         result = await session.execute(select(m.Service).where(col(m.Service.name).in_(chunk)))
         columns.update({row.name: row.model_dump() for row in result.scalars().all()})
         refs = [f"Service:{name}" for name in chunk]
@@ -994,7 +993,7 @@ async def _prune(
     if not gone:
         return False
     report.pruned[kind] = len(gone)
-    for chunk in _chunks(gone):
+    for chunk in chunks(gone):
         await session.execute(delete(table).where(col(table.name).in_(chunk)))
         for child_table in children:
             await session.execute(
@@ -1003,8 +1002,3 @@ async def _prune(
                 )
             )
     return True
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from resilience_mcp.models.incidents import (
     TaskList,
     TimelineItem,
 )
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, chunks
 
 __all__ = [
     "INCIDENT_STATUSES",
@@ -151,7 +151,7 @@ async def incident_services(
 ) -> dict[str, list[str]]:
     """The services each incident touched, by incident key."""
     found: dict[str, set[str]] = defaultdict(set)
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         # The kind is checked here, not in SQL, so the engine looks rows up by incident
         # (an index on kind alone would have it read every service link).
         rows = await session.execute(
@@ -495,8 +495,3 @@ def _task_filters(
         teams = _team_and_children(graph, graph.names.resolve(team, ["Team"]).name)
         filters.append(col(m.RemediationTask.owner).in_(teams))
     return filters
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

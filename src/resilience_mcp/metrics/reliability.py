@@ -48,7 +48,7 @@ from resilience_mcp.models.metrics import (
     ScopeKind,
     SLOStatus,
 )
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, chunks
 
 __all__ = [
     "ORGANISATION",
@@ -67,7 +67,6 @@ __all__ = [
 
 # Names that stand for the whole organisation in `get_reliability`.
 ORGANISATION = {"organisation", "organization", "org", "all", "*"}
-CHUNK = 500
 # Statuses of an incident whose service is not back yet.
 UNRESTORED_STATUSES = ("investigating", "identified")
 _SCOPE_KINDS: dict[str, ScopeKind] = {
@@ -280,11 +279,6 @@ def rank_flakiest(
 # Reading the store
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for first in range(0, len(items), CHUNK):
-        yield items[first : first + CHUNK]
-
-
 async def load_incident_records(
     store: Store, services: frozenset[str] | None, start: datetime, end: datetime
 ) -> list[IncidentRecord]:
@@ -305,10 +299,10 @@ async def load_incident_records(
     rows: dict[str, tuple[object, ...]] = {}
     async with store.session() as session:
         window = (col(i.started_at) >= start, col(i.started_at) < end)
-        chunks: Iterable[Sequence[str] | None] = (
-            [None] if services is None else _chunks(sorted(services))
+        batches: Iterable[Sequence[str] | None] = (
+            [None] if services is None else chunks(sorted(services))
         )
-        for chunk in chunks:
+        for chunk in batches:
             stmt = select(*columns).where(*window)
             if chunk is not None:
                 touching = select(col(link.incident)).where(
@@ -319,7 +313,7 @@ async def load_incident_records(
                 rows[row[0]] = tuple(row)
 
         touched: dict[str, list[str]] = defaultdict(list)
-        for chunk in _chunks(sorted(rows)):
+        for chunk in chunks(sorted(rows)):
             found = await session.execute(
                 select(col(link.incident), col(link.target)).where(
                     col(link.kind) == "service", col(link.incident).in_(chunk)
@@ -365,7 +359,7 @@ async def _fill_from_timelines(store: Store, records: list[IncidentRecord]) -> l
     t = m.TimelineEntry
     points: dict[str, list[TimelinePoint]] = defaultdict(list)
     async with store.session() as session:
-        for chunk in _chunks(gaps):
+        for chunk in chunks(gaps):
             found = await session.execute(
                 select(col(t.incident), col(t.at), col(t.text), col(t.kind)).where(
                     col(t.incident).in_(chunk)

@@ -51,7 +51,7 @@ from resilience_mcp.models.metrics import (
     SLOStatus,
     entity_field,
 )
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, chunks
 
 __all__ = [
     "OPEN_TASK_STATUSES",
@@ -222,7 +222,7 @@ async def _gather_overdue(store: Store, now: datetime, facts: ScorecardFacts) ->
         # A task filed against a postmortem concerns the postmortem's incident.
         postmortems = sorted({r[5] for r in rows if r[4] is None and r[5]})
         incident_of: dict[str, str] = {}
-        for chunk in _chunks(postmortems):
+        for chunk in chunks(postmortems):
             pairs = await session.execute(
                 select(col(pm.name), col(pm.incident)).where(col(pm.name).in_(chunk))
             )
@@ -244,7 +244,7 @@ async def _incident_services(store: Store, incidents: set[str]) -> dict[str, set
     link = m.IncidentLink
     services: dict[str, set[str]] = defaultdict(set)
     async with store.session() as session:
-        for chunk in _chunks(sorted(incidents)):
+        for chunk in chunks(sorted(incidents)):
             pairs = await session.execute(
                 select(col(link.incident), col(link.target)).where(
                     col(link.kind) == "service", col(link.incident).in_(chunk)
@@ -253,11 +253,6 @@ async def _incident_services(store: Store, incidents: set[str]) -> dict[str, set
             for key, service in pairs:
                 services[key].add(service)
     return services
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
-    for first in range(0, len(items), size):
-        yield items[first : first + size]
 
 
 async def _restores(

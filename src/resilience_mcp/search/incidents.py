@@ -53,7 +53,7 @@ from resilience_mcp.models.incidents import (
 from resilience_mcp.search.concepts import CONCEPTS, find_concepts
 from resilience_mcp.search.fts import MAX_TEXT, extract_terms, match_incidents, stem
 from resilience_mcp.search.semantic import SemanticIndex
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, chunks
 
 __all__ = ["MAX_LIMIT", "Weights", "find_similar_rca"]
 
@@ -296,7 +296,7 @@ async def _load(conn: AsyncConnection, keys: list[str]) -> list[_Candidate]:
     """The candidates' incidents, latest postmortems and services, read as plain rows (no
     ORM), in one round trip per 500."""
     found: dict[str, _Candidate] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         for row in await conn.execute(_statements().records, {"keys": chunk}):
             # The latest postmortem of an incident comes last and wins.
             candidate = _record(row)
@@ -425,11 +425,6 @@ def _add_meaning(candidates: list[_Candidate], cosines: dict[str, float]) -> Non
 
 def _table(model: type[SQLModel]) -> sa.Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _rank(

@@ -15,7 +15,7 @@ import functools
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from resilience_mcp.graph.incidents import incident_summaries, parse_time
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.incidents import RecurrenceGroup, RecurringIncidents
 from resilience_mcp.search.fts import MAX_TERMS, extract_terms, stem
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, chunks
 
 __all__ = ["SIMILAR", "find_recurring_incidents"]
 
@@ -126,7 +126,7 @@ async def _load(session: AsyncSession, start: datetime, service: str | None) -> 
     keys = list(found)
     pm = m.Postmortem
     postmortems: dict[str, Row[Any]] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         pms = await session.execute(
             select_rows(*_POSTMORTEM_COLUMNS).where(col(pm.incident).in_(chunk))
         )
@@ -409,7 +409,3 @@ async def _shape(
         last_at=_latest(members),
         incidents=summaries,
     )
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
