@@ -19,6 +19,7 @@ from tests.support import demo_config
 pytestmark = pytest.mark.anyio
 
 START = DEMO_ANCHOR
+TOOL = "get_dora_metrics"
 
 
 class Clock:
@@ -47,11 +48,14 @@ async def test_an_answer_is_kept_until_the_store_changes(store: Store) -> None:
     cache = AnswerCache(store, timedelta(minutes=1), Clock())
     compute = Counted()
 
-    assert [await cache.get("k", compute), await cache.get("k", compute)] == [1, 1]
-    assert await cache.get("other", compute) == 2
+    assert [await cache.get(TOOL, ("k",), compute), await cache.get(TOOL, ("k",), compute)] == [
+        1,
+        1,
+    ]
+    assert await cache.get(TOOL, ("other",), compute) == 2
 
     await write_something(store)
-    assert await cache.get("k", compute) == 3
+    assert await cache.get(TOOL, ("k",), compute) == 3
 
 
 async def test_an_answer_is_kept_no_longer_than_its_ttl(store: Store) -> None:
@@ -59,18 +63,18 @@ async def test_an_answer_is_kept_no_longer_than_its_ttl(store: Store) -> None:
     cache = AnswerCache(store, timedelta(minutes=1), clock)
     compute = Counted()
 
-    await cache.get("k", compute)
+    await cache.get(TOOL, ("k",), compute)
     clock.now += timedelta(seconds=59)
-    assert await cache.get("k", compute) == 1
+    assert await cache.get(TOOL, ("k",), compute) == 1
     clock.now += timedelta(seconds=1)
-    assert await cache.get("k", compute) == 2
+    assert await cache.get(TOOL, ("k",), compute) == 2
 
 
 async def test_a_ttl_of_zero_computes_every_answer(store: Store) -> None:
     cache = AnswerCache(store, timedelta(0), Clock())
     compute = Counted()
 
-    assert [await cache.get("k", compute) for _ in range(3)] == [1, 2, 3]
+    assert [await cache.get(TOOL, ("k",), compute) for _ in range(3)] == [1, 2, 3]
 
 
 async def test_callers_asking_at_once_share_one_computation(store: Store) -> None:
@@ -84,7 +88,7 @@ async def test_callers_asking_at_once_share_one_computation(store: Store) -> Non
         await release.wait()
         return calls
 
-    waiting = [asyncio.create_task(cache.get("k", slow)) for _ in range(5)]
+    waiting = [asyncio.create_task(cache.get(TOOL, ("k",), slow)) for _ in range(5)]
     await asyncio.sleep(0.05)
     release.set()
 
@@ -96,13 +100,13 @@ async def test_the_oldest_answers_go_first_when_the_cache_is_full(store: Store) 
     cache = AnswerCache(store, timedelta(minutes=1), Clock(), size=2)
     compute = Counted()
 
-    await cache.get("a", compute)
-    await cache.get("b", compute)
-    await cache.get("a", compute)
-    await cache.get("c", compute)
+    await cache.get(TOOL, ("a",), compute)
+    await cache.get(TOOL, ("b",), compute)
+    await cache.get(TOOL, ("a",), compute)
+    await cache.get(TOOL, ("c",), compute)
 
-    assert await cache.get("a", compute) == 1
-    assert await cache.get("b", compute) == 4
+    assert await cache.get(TOOL, ("a",), compute) == 1
+    assert await cache.get(TOOL, ("b",), compute) == 4
 
 
 async def call(client: Client, tool: str, /, **arguments: Any) -> dict[str, Any]:
@@ -154,3 +158,10 @@ async def test_a_write_through_another_replica_shows_in_the_next_answer(
 
     deployments = [first["deployment_frequency"], again["deployment_frequency"]]
     assert deployments[1]["deployments"] == deployments[0]["deployments"] + 1
+
+
+async def test_a_tool_not_listed_as_keeping_answers_is_refused(store: Store) -> None:
+    cache = AnswerCache(store, timedelta(minutes=1), Clock())
+
+    with pytest.raises(ValueError, match="KEPT_ANSWERS"):
+        await cache.get("get_owner", ("payments-api",), Counted())

@@ -120,8 +120,14 @@ class AnswerCache:
         self._kept: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._computing: dict[Hashable, asyncio.Lock] = {}
 
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
-        """The answer kept for `key`, else `compute()`'s, kept."""
+    async def get(
+        self, tool: str, arguments: tuple[Hashable, ...], compute: Callable[[], Awaitable[T]]
+    ) -> T:
+        """The answer `tool` gave for `arguments` if it is kept, else `compute()`'s, kept.
+        Only the tools of `KEPT_ANSWERS` keep answers, so that the list stays true."""
+        if tool not in KEPT_ANSWERS:
+            raise ValueError(f"{tool} does not keep its answers; add it to KEPT_ANSWERS")
+        key = (tool, *arguments)
         if self.ttl <= timedelta(0):
             return await compute()
         version = await self.store.catalog_version()

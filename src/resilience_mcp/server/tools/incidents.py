@@ -225,7 +225,8 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         offset = parse_cursor(cursor)
         # The groups come in a fixed order; a later page is the tail of a longer first one.
         found = await state.answers.get(
-            ("find_recurring_incidents", service, since, offset + limit),
+            "find_recurring_incidents",
+            (service, since, offset + limit),
             lambda: find_recurring(
                 state.store, graph, state.now(), service=service, since=since, limit=offset + limit
             ),

@@ -83,7 +83,8 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         graph = await state.graph()
         return answer(
             await state.answers.get(
-                ("get_dora_metrics", scope, name, since, until, group_by, limit),
+                "get_dora_metrics",
+                (scope, name, since, until, group_by, limit),
                 lambda: compute_dora_answer(
                     state.store,
                     graph,
@@ -225,7 +226,8 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         offset = parse_cursor(cursor)
         return answer(
             await state.answers.get(
-                ("list_scorecard_failures", rule, level, team, scorecard, limit, offset),
+                "list_scorecard_failures",
+                (rule, level, team, scorecard, limit, offset),
                 lambda: find_failures(
                     state.store,
                     graph,
