@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 
 from resilience_mcp.errors import StoreError
 from resilience_mcp.graph.provenance import read_confirmations
-from resilience_mcp.store import SCHEMA_VERSION, Store, default_db_url
+from resilience_mcp.store import SCHEMA_VERSION, Store, VersionWatch, default_db_url
 
 pytestmark = pytest.mark.anyio
 
@@ -173,3 +173,41 @@ def test_the_wheel_ships_the_demo_catalog_and_the_prompts(tmp_path: Path) -> Non
     assert f"{shipped}data/scorecards/production-readiness.yaml" in names
     prompts = {Path(n).name for n in names if n.startswith(f"{shipped}prompts/")}
     assert prompts == {p.name for p in (ROOT / "prompts").glob("*.md")}
+
+
+async def _bump(store: Store) -> None:
+    # A transaction moves the catalog version, whatever it writes.
+    async with store.transaction():
+        pass
+
+
+async def test_a_watch_sees_this_stores_own_commits_at_once(db_url: str) -> None:
+    store = await Store.open(db_url)
+    try:
+        watch = VersionWatch(store, max_age=3600)
+        before = await watch.current()
+        await _bump(store)
+        after = await watch.current()
+    finally:
+        await store.close()
+
+    assert after.catalog == before.catalog + 1
+
+
+async def test_a_watch_sees_another_stores_commits_once_its_reading_is_older_than_max_age(
+    db_url: str,
+) -> None:
+    store, other = await Store.open(db_url), await Store.open(db_url)
+    try:
+        watch = VersionWatch(store, max_age=3600)
+        before = await watch.current()
+        await _bump(other)
+        held = await watch.current()
+        watch.max_age = 0
+        fresh = await watch.current()
+    finally:
+        await other.close()
+        await store.close()
+
+    assert held == before
+    assert fresh.catalog == before.catalog + 1

@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a catalog-wide answer (recurring incidents, scorecard failures, DORA) again "
         "for up to this long while nothing is written (default 60; 0: always compute)",
     )
+    serve.add_argument(
+        "--version-max-age",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="read the store's versions again after this long: the longest a write made by "
+        "another replica or process goes unseen (default 0.25; 0: read on every call)",
+    )
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="make bearer tokens for the HTTP transport")
@@ -411,6 +419,7 @@ def _serve(args: argparse.Namespace) -> int:
         load_paths=tuple(args.load),
         background_sync=not args.no_sync,
         answer_ttl_seconds=args.answer_ttl,
+        version_max_age_seconds=args.version_max_age,
     )
     if not args.http:
         server = build_server(config)

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -44,6 +45,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "GraphVersions",
     "Store",
+    "VersionWatch",
+    "Versions",
     "bump_confirm_version",
     "bump_version",
     "chunks",
@@ -60,6 +63,14 @@ class GraphVersions(NamedTuple):
     graph: int
     flags: int
     confirmations: int
+
+
+class Versions(NamedTuple):
+    """All the store's versions, read together: the catalog version, which every write
+    moves, and those the graph is kept against."""
+
+    catalog: int
+    graph: GraphVersions
 
 
 # Bump when a table changes shape; `Store.open` refuses a database of another version.
@@ -143,6 +154,13 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Transactions committed through this store, so that `VersionWatch` knows when
+        # this process has written.
+        self.commits = 0
+        event.listen(engine.sync_engine, "commit", self._committed)
+
+    def _committed(self, _conn: Connection) -> None:
+        self.commits += 1
 
     @property
     def is_sqlite(self) -> bool:
@@ -214,7 +232,12 @@ class Store:
 
     async def graph_versions(self) -> GraphVersions:
         """The versions the in-memory graph is kept against, read together."""
+        return (await self.versions()).graph
+
+    async def versions(self) -> Versions:
+        """Every version, in one query."""
         columns = (
+            CatalogState.version,
             CatalogState.graph_version,
             CatalogState.flag_version,
             CatalogState.confirm_version,
@@ -222,7 +245,10 @@ class Store:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(*columns).where(col(CatalogState.id) == 1))
             row = result.one_or_none()
-            return GraphVersions(*(int(v) for v in row)) if row else GraphVersions(0, 0, 0)
+        if row is None:
+            return Versions(0, GraphVersions(0, 0, 0))
+        catalog, graph, flags, confirmations = (int(v) for v in row)
+        return Versions(catalog, GraphVersions(graph, flags, confirmations))
 
     async def _state(self, column: Any) -> int:
         async with self.engine.connect() as conn:
@@ -298,6 +324,35 @@ def _add_source_confirmation(conn: Connection) -> None:
     if not inspect_row(conn).has_table(SourceConfirmation.__tablename__):
         table = SourceConfirmation.__table__  # type: ignore[attr-defined]
         conn.execute(CreateTable(table, if_not_exists=True))
+
+
+class VersionWatch:
+    """The store's versions as last read, read again once `max_age` seconds have passed or
+    this process has committed a transaction since.
+
+    A server checks the versions on every call, to see writes made through other replicas
+    or processes; doing so by a query every time costs a round trip more than most answers'
+    own work. Watched, writes through this process are still seen at once, and writes made
+    elsewhere within `max_age`. A `max_age` of 0 reads on every call.
+    """
+
+    def __init__(self, store: Store, max_age: float = 0.0) -> None:
+        self.store = store
+        self.max_age = max_age
+        # The versions last read, when (monotonic) the read began, and the commit count then.
+        self._seen: tuple[Versions, float, int] | None = None
+
+    async def current(self) -> Versions:
+        seen = self._seen
+        if seen is not None:
+            versions, at, commits = seen
+            if commits == self.store.commits and time.monotonic() - at < self.max_age:
+                return versions
+        # Taken before the query: a commit landing while it runs makes the next call read.
+        commits, at = self.store.commits, time.monotonic()
+        versions = await self.store.versions()
+        self._seen = (versions, at, commits)
+        return versions
 
 
 T = TypeVar("T")

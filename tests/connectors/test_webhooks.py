@@ -84,6 +84,8 @@ async def hooks(store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch) -> A
         clock=fixed_clock(NOW),
         connectors=ConnectorSettings(webhooks=settings),
         background_sync=False,
+        # The tests add services through a store of their own: see them at once.
+        version_max_age_seconds=0,
     )
     async with (
         on_loopback(build_http_app(config)) as url,

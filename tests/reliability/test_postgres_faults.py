@@ -138,14 +138,16 @@ async def test_a_call_in_flight_when_the_server_goes_fails_cleanly_and_the_next_
     url: str, app_name: str, admin: AsyncEngine
 ) -> None:
     results: list[CallToolResult] = []
-    async with Client(build_server(ServerConfig(db_url=url, toolsets=("all",)))) as client:
+    # Read the versions on every call, so that the call in flight waits on the lock below.
+    config = ServerConfig(db_url=url, toolsets=("all",), version_max_age_seconds=0)
+    async with Client(build_server(config)) as client:
         await client.call_tool("get_service", {"name": "payments-api"})
 
         async def call() -> None:
             results.append(await client.call_tool("get_service", {"name": "payments-api"}))
 
         async with admin.connect() as blocker:
-            # Every call reads the catalog version first: it waits on this lock, in flight.
+            # The call reads the catalog version first: it waits on this lock, in flight.
             await lock(blocker, url, "catalog_state", "ACCESS EXCLUSIVE")
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(call)

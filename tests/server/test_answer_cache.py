@@ -13,7 +13,7 @@ from resilience_mcp import models as m
 from resilience_mcp.catalog import DEMO_ANCHOR
 from resilience_mcp.server import build_server
 from resilience_mcp.server.state import AnswerCache
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, VersionWatch
 from tests.support import demo_config
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ async def write_something(store: Store) -> None:
 
 
 async def test_an_answer_is_kept_until_the_store_changes(store: Store) -> None:
-    cache = AnswerCache(store, timedelta(minutes=1), Clock())
+    cache = AnswerCache(VersionWatch(store), timedelta(minutes=1), Clock())
     compute = Counted()
 
     assert [await cache.get(TOOL, ("k",), compute), await cache.get(TOOL, ("k",), compute)] == [
@@ -60,7 +60,7 @@ async def test_an_answer_is_kept_until_the_store_changes(store: Store) -> None:
 
 async def test_an_answer_is_kept_no_longer_than_its_ttl(store: Store) -> None:
     clock = Clock()
-    cache = AnswerCache(store, timedelta(minutes=1), clock)
+    cache = AnswerCache(VersionWatch(store), timedelta(minutes=1), clock)
     compute = Counted()
 
     await cache.get(TOOL, ("k",), compute)
@@ -71,14 +71,14 @@ async def test_an_answer_is_kept_no_longer_than_its_ttl(store: Store) -> None:
 
 
 async def test_a_ttl_of_zero_computes_every_answer(store: Store) -> None:
-    cache = AnswerCache(store, timedelta(0), Clock())
+    cache = AnswerCache(VersionWatch(store), timedelta(0), Clock())
     compute = Counted()
 
     assert [await cache.get(TOOL, ("k",), compute) for _ in range(3)] == [1, 2, 3]
 
 
 async def test_callers_asking_at_once_share_one_computation(store: Store) -> None:
-    cache = AnswerCache(store, timedelta(minutes=1), Clock())
+    cache = AnswerCache(VersionWatch(store), timedelta(minutes=1), Clock())
     release = asyncio.Event()
     calls = 0
 
@@ -97,7 +97,7 @@ async def test_callers_asking_at_once_share_one_computation(store: Store) -> Non
 
 
 async def test_the_oldest_answers_go_first_when_the_cache_is_full(store: Store) -> None:
-    cache = AnswerCache(store, timedelta(minutes=1), Clock(), size=2)
+    cache = AnswerCache(VersionWatch(store), timedelta(minutes=1), Clock(), size=2)
     compute = Counted()
 
     await cache.get(TOOL, ("a",), compute)
@@ -136,10 +136,11 @@ async def test_a_write_through_this_server_shows_in_the_next_answer(demo_db: str
     assert after == before + 1
 
 
-async def test_a_write_through_another_replica_shows_in_the_next_answer(
+async def test_a_write_through_another_replica_shows_once_the_versions_are_read_again(
     demo_db: str, demo_store: Store
 ) -> None:
-    server = build_server(demo_config(demo_db, toolsets=("all",)))
+    max_age = 0.05
+    server = build_server(demo_config(demo_db, toolsets=("all",), version_max_age_seconds=max_age))
     async with Client(server) as client:
         first = await call(client, "get_dora_metrics")
         assert await call(client, "get_dora_metrics") == first
@@ -154,6 +155,7 @@ async def test_a_write_through_another_replica_shows_in_the_next_answer(
                     deploy_time=START - timedelta(hours=1),
                 )
             )
+        await asyncio.sleep(max_age)
         again = await call(client, "get_dora_metrics")
 
     deployments = [first["deployment_frequency"], again["deployment_frequency"]]
@@ -161,7 +163,7 @@ async def test_a_write_through_another_replica_shows_in_the_next_answer(
 
 
 async def test_a_tool_not_listed_as_keeping_answers_is_refused(store: Store) -> None:
-    cache = AnswerCache(store, timedelta(minutes=1), Clock())
+    cache = AnswerCache(VersionWatch(store), timedelta(minutes=1), Clock())
 
     with pytest.raises(ValueError, match="KEPT_ANSWERS"):
         await cache.get("get_owner", ("payments-api",), Counted())

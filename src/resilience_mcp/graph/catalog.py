@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 from resilience_mcp import models as m
 from resilience_mcp.graph.names import NameIndex
 from resilience_mcp.graph.provenance import Confirmation, load_confirmations, read_confirmations
-from resilience_mcp.store import GraphVersions, Store
+from resilience_mcp.store import GraphVersions, Store, VersionWatch
 
 __all__ = ["LOOKUP_KINDS", "CatalogGraph", "GraphCache", "build_graph", "load_flag_states"]
 
@@ -274,13 +274,15 @@ class GraphCache:
     """The current `CatalogGraph`: rebuilt when the store's graph version moves, given
     fresh flag states when only the flag version does."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, watch: VersionWatch | None = None) -> None:
         self.store = store
+        # How the store's versions are learned; by default, read on every `get`.
+        self.watch = watch or VersionWatch(store)
         self._graph: CatalogGraph | None = None
         self._lock = asyncio.Lock()
 
     async def get(self) -> CatalogGraph:
-        versions = await self.store.graph_versions()
+        versions = (await self.watch.current()).graph
         graph = self._graph
         if graph is not None and graph.versions == versions:
             return graph

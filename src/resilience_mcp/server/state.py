@@ -14,7 +14,7 @@ from resilience_mcp.graph.catalog import CatalogGraph, GraphCache
 from resilience_mcp.graph.provenance import STALE_AFTER
 from resilience_mcp.models.connectors import ConnectorSettings
 from resilience_mcp.search.semantic import Embedder, SemanticIndex
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, VersionWatch
 
 __all__ = ["KEPT_ANSWERS", "AnswerCache", "AppState", "ServerConfig"]
 
@@ -54,6 +54,10 @@ class ServerConfig:
     # How long a catalog-wide answer (recurring incidents, scorecard failures, DORA) may be
     # served again while the store is unchanged; 0 computes every one afresh.
     answer_ttl_seconds: float = 60.0
+    # How long the server answers from the store's versions as last read before reading
+    # them again: the longest a write made elsewhere (another replica, `resilience-mcp
+    # load`) goes unseen. Writes through this server are seen at once; 0 reads every call.
+    version_max_age_seconds: float = 0.25
 
     def stale_after(self) -> timedelta:
         """The age past which a synced fact is marked stale in answers."""
@@ -76,9 +80,10 @@ class AppState:
     answers: AnswerCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.graphs = GraphCache(self.store)
+        watch = VersionWatch(self.store, self.config.version_max_age_seconds)
+        self.graphs = GraphCache(self.store, watch)
         self.answers = AnswerCache(
-            self.store, timedelta(seconds=self.config.answer_ttl_seconds), self.config.clock
+            watch, timedelta(seconds=self.config.answer_ttl_seconds), self.config.clock
         )
 
     async def graph(self) -> CatalogGraph:
@@ -108,12 +113,12 @@ class AnswerCache:
 
     def __init__(
         self,
-        store: Store,
+        watch: VersionWatch,
         ttl: timedelta,
         clock: Callable[[], datetime] = _now,
         size: int = 256,
     ) -> None:
-        self.store = store
+        self.watch = watch
         self.ttl = ttl
         self.clock = clock
         self.size = size
@@ -130,7 +135,7 @@ class AnswerCache:
         key = (tool, *arguments)
         if self.ttl <= timedelta(0):
             return await compute()
-        version = await self.store.catalog_version()
+        version = (await self.watch.current()).catalog
         found = self._fresh(key, version)
         if found is not None:
             return cast(T, found.value)
