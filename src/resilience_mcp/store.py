@@ -37,6 +37,7 @@ from resilience_mcp.models import (
     utcnow,
 )
 from resilience_mcp.models.tables import LINK_INDEX
+from resilience_mcp.sqlite_driver import one_trip_dbapi
 
 __all__ = [
     "FLAG_TABLES",
@@ -435,7 +436,7 @@ def _make_engine(url: str) -> AsyncEngine:
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or parsed.query.get("mode") == "memory"
     timeout = _busy_timeout(parsed.query.get("timeout"))
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}, "module": one_trip_dbapi()}
     if in_memory:
         kwargs["poolclass"] = StaticPool
     else:
