@@ -234,7 +234,10 @@ async def test_a_restart_of_postgres_fails_calls_cleanly_and_later_calls_need_no
         await load_yaml(store, BASE)
     finally:
         await store.close()
-    config = ServerConfig(db_url=url, toolsets=("all",), enable_writes=True)
+    # Read the versions on every call, so that the call in flight waits on the lock below.
+    config = ServerConfig(
+        db_url=url, toolsets=("all",), enable_writes=True, version_max_age_seconds=0
+    )
     read = ("get_service", {"name": "payments-api"})
     declare = (
         "declare_incident",
@@ -251,7 +254,7 @@ async def test_a_restart_of_postgres_fails_calls_cleanly_and_later_calls_need_no
 
         blocker = await admin.connect()
         try:
-            # Every call reads the catalog version first: it waits on this lock, in flight,
+            # The call reads the catalog version first: it waits on this lock, in flight,
             # until the server goes down under it.
             await blocker.execute(text("LOCK TABLE catalog_state IN ACCESS EXCLUSIVE MODE"))
             async with anyio.create_task_group() as tasks:
