@@ -449,13 +449,10 @@ async def list_remediation_tasks(
         filters.append(late)
     elif overdue is False:
         filters.append(~late | col(m.RemediationTask.due_date).is_(None))
+    # Both counts in one pass over the matching tasks.
+    counts = select(func.count(), func.count(case((late, 1)))).select_from(m.RemediationTask)
     async with store.session() as session:
-        total = await session.execute(
-            select(func.count()).select_from(m.RemediationTask).where(*filters)
-        )
-        late_count = await session.execute(
-            select(func.count()).select_from(m.RemediationTask).where(*filters, late)
-        )
+        total, late_count = (await session.execute(counts.where(*filters))).one()
         rows = await session.execute(
             select(m.RemediationTask)
             .where(*filters)
@@ -471,8 +468,8 @@ async def list_remediation_tasks(
         tasks = [task_brief(t, now) for t in rows.scalars().all()]
     return TaskList(
         tasks=tasks,
-        overdue=int(late_count.scalar_one()),
-        page=PageInfo.of(int(total.scalar_one()), len(tasks), offset),
+        overdue=int(late_count),
+        page=PageInfo.of(int(total), len(tasks), offset),
     )
 
 
