@@ -392,13 +392,16 @@ async def _service_history(
     )
     is_open = (col(m.Incident.name).in_(touching), col(m.Incident.status).in_(OPEN_STATUSES))
     async with store.session() as session:
-        open_total = await session.scalar(select(func.count()).where(*is_open))
-        open_rows = await session.execute(
-            select(m.Incident)
-            .where(*is_open)
-            .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
-            .limit(OPEN_SHOWN)
-        )
+        # How many are open rides on each row shown: a service has few open at once.
+        open_rows = (
+            await session.execute(
+                select(m.Incident, func.count().over())
+                .where(*is_open)
+                .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
+                .limit(OPEN_SHOWN)
+            )
+        ).all()
+        open_total = open_rows[0][1] if open_rows else 0
         incidents = [
             IncidentBrief(
                 key=i.name,
@@ -408,7 +411,7 @@ async def _service_history(
                 started_at=i.started_at,
                 resolved_at=i.resolved_at,
             )
-            for i in {row.name: row for row in open_rows.scalars().all()}.values()
+            for i in {row.name: row for row, _ in open_rows}.values()
         ]
         dep_rows = await session.execute(
             select(m.Deployment)
@@ -417,7 +420,7 @@ async def _service_history(
             .limit(5)
         )
         deployments = [deployment_brief(d) for d in dep_rows.scalars().all()]
-    return incidents, int(open_total or 0), deployments
+    return incidents, int(open_total), deployments
 
 
 def deployment_brief(d: m.Deployment) -> DeploymentBrief:
