@@ -23,6 +23,7 @@ from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.graph.provenance import (
     STALE_AFTER,
+    Confirmations,
     fact_source_at,
     last_confirmed,
     read_confirmations,
@@ -192,16 +193,19 @@ async def get_incident(
     task_limit: int = 20,
     customer_limit: int = 25,
     stale_after: timedelta = STALE_AFTER,
+    confirmations: Confirmations | None = None,
 ) -> IncidentRecord:
     """One incident in full: times, what it touched, timeline, postmortem and tasks, and
-    where the record came from (a synced one older than `stale_after` is stale)."""
+    where the record came from (a synced one older than `stale_after` is stale, unless its
+    source confirmed it since: `confirmations`, read from the store when not given)."""
     async with store.session() as session:
         incident = await resolve_incident(session, key)
         links = await _links(session, incident.name)
         timeline = await _timeline(session, incident.name)
         postmortem = await _postmortem(session, incident.name)
         tasks = await incident_tasks(session, [incident.name])
-        confirmations = await read_confirmations(session)
+        if confirmations is None:
+            confirmations = await read_confirmations(session)
 
     tasks.sort(key=lambda t: (not _overdue(t, now), t.priority, t.due_date or now, t.name))
     customers = links.get("customer", [])

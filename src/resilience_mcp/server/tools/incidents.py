@@ -117,9 +117,15 @@ def register(server: MCPServer[Any], config: ServerConfig) -> None:
         flags, deployments and customers it touched, its timeline, its postmortem (trigger,
         root cause, contributing factors, resolution, lessons) and its remediation tasks."""
         state = app_state(ctx)
+        # The graph holds the sources' confirmations, kept current: no query for them.
+        confirmations = (await state.graph()).confirmations
         return answer(
             await find_incident_record(
-                state.store, key, state.now(), stale_after=state.config.stale_after()
+                state.store,
+                key,
+                state.now(),
+                stale_after=state.config.stale_after(),
+                confirmations=confirmations,
             )
         )
 
