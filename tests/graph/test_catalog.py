@@ -7,7 +7,9 @@ Flag states move the flag version alone: the cache reloads just them into its gr
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -157,6 +159,46 @@ async def test_answers_show_history_written_after_the_graph_was_built(store: Sto
     assert [c.name for c in changes.changes] == ["dep-api-7"]
     assert impact.failing == ["api"]
     assert [d.name for d in impact.deployments] == ["dep-api-7"]
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Whatever a test keeps out of garbage collection is let back after it."""
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_a_large_graph_is_kept_out_of_collections_and_freed_once_replaced(
+    store: Store,
+) -> None:
+    await load_yaml(store, SHOP)
+    cache = GraphCache(store, freeze_from=2)
+    built = await cache.get()
+    # A networkx graph's views refer back to it: only the collector frees it.
+    assert built.dependencies.nodes
+    first = weakref.ref(built.dependencies)
+    del built
+    frozen = gc.get_freeze_count()
+
+    await load_yaml(store, NEW_DEPENDENCY)
+    second = await cache.get()
+
+    assert frozen > 0
+    assert first() is None
+    assert second.services.keys() >= {"web", "api", "db"}
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_a_small_graph_is_left_to_the_collector(store: Store) -> None:
+    await load_yaml(store, SHOP)
+    frozen = gc.get_freeze_count()
+
+    await GraphCache(store).get()
+
+    assert gc.get_freeze_count() == frozen
 
 
 def timeline_entry() -> Any:

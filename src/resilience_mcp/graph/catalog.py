@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -270,14 +271,27 @@ def _link(graph: CatalogGraph, links: dict[type[SQLModel], list[Any]]) -> None:
         graph.names.add(kind, graph.entities(kind))
 
 
+# From this many services up, a graph once built is kept out of the cyclic garbage
+# collector's full passes (`gc.freeze`). Those passes walk every object the process holds:
+# with a graph of 10,000 services, half a million objects, each one paused whichever call
+# it fell in for about 190 ms, a few calls in a hundred.
+FREEZE_FROM_SERVICES = 1_000
+
+
 class GraphCache:
     """The current `CatalogGraph`: rebuilt when the store's graph version moves, given
     fresh flag states when only the flag version does."""
 
-    def __init__(self, store: Store, watch: VersionWatch | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        watch: VersionWatch | None = None,
+        freeze_from: int = FREEZE_FROM_SERVICES,
+    ) -> None:
         self.store = store
         # How the store's versions are learned; by default, read on every `get`.
         self.watch = watch or VersionWatch(store)
+        self.freeze_from = freeze_from
         self._graph: CatalogGraph | None = None
         self._lock = asyncio.Lock()
 
@@ -290,6 +304,8 @@ class GraphCache:
             graph = self._graph
             if graph is None or graph.version != versions.graph:
                 graph = await build_graph(self.store)
+                self._graph = graph
+                self._freeze(graph)
             else:
                 if graph.flag_version != versions.flags:
                     graph = await _with_fresh_flag_states(self.store, graph)
@@ -300,6 +316,23 @@ class GraphCache:
 
     def invalidate(self) -> None:
         self._graph = None
+
+    def _freeze(self, graph: CatalogGraph) -> None:
+        """Keep a large new graph, and all else alive now, out of full collections. What an
+        earlier freeze kept is let back first and collected, so that a graph replaced,
+        whose views hold cycles, is freed: one full pass a rebuild, not a few a hundred
+        calls."""
+        if len(graph.services) < self.freeze_from:
+            return
+        started = time.perf_counter()
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        logger.info(
+            "kept %d objects out of garbage collection in %.2f s",
+            gc.get_freeze_count(),
+            time.perf_counter() - started,
+        )
 
 
 async def _with_fresh_confirmations(store: Store, graph: CatalogGraph) -> CatalogGraph:
