@@ -303,14 +303,13 @@ class GraphCache:
         async with self._lock:
             graph = self._graph
             if graph is None or graph.version != versions.graph:
-                graph = await build_graph(self.store)
-                self._graph = graph
+                self._graph = graph = await build_graph(self.store)
                 self._freeze(graph)
-            else:
-                if graph.flag_version != versions.flags:
-                    graph = await _with_fresh_flag_states(self.store, graph)
-                if graph.confirm_version != versions.confirmations:
-                    graph = await _with_fresh_confirmations(self.store, graph)
+                return graph
+            if graph.flag_version != versions.flags:
+                graph = await _with_fresh_flag_states(self.store, graph)
+            if graph.confirm_version != versions.confirmations:
+                graph = await _with_fresh_confirmations(self.store, graph)
             self._graph = graph
             return graph
 
