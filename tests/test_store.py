@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlmodel import col
 
 from resilience_mcp.errors import StoreError
 from resilience_mcp.graph.provenance import read_confirmations
-from resilience_mcp.store import SCHEMA_VERSION, Store, VersionWatch, default_db_url
+from resilience_mcp.models import AuditRecord
+from resilience_mcp.store import (
+    SCHEMA_VERSION,
+    Store,
+    VersionWatch,
+    counted_page,
+    default_db_url,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -211,3 +219,27 @@ async def test_a_watch_sees_another_stores_commits_once_its_reading_is_older_tha
 
     assert held == before
     assert fresh.catalog == before.catalog + 1
+
+
+async def test_a_counted_page_counts_every_match_and_shows_the_page_asked_for(
+    store: Store,
+) -> None:
+    async with store.session() as session:
+        session.add_all(AuditRecord(tool="flip" if i % 3 else "declare") for i in range(10))
+        await session.commit()
+    flips = [col(AuditRecord.tool) == "flip"]
+    newest = [col(AuditRecord.id).desc()]
+
+    async with store.session() as session:
+        total, first = await counted_page(session, AuditRecord, flips, newest, limit=4)
+        _, last = await counted_page(session, AuditRecord, flips, newest, limit=4, offset=4)
+        past, beyond = await counted_page(session, AuditRecord, flips, newest, limit=4, offset=9)
+        none, empty = await counted_page(
+            session, AuditRecord, [col(AuditRecord.tool) == "ack"], newest, limit=4
+        )
+
+    assert total == 6
+    assert [r.id for r in first] == [9, 8, 6, 5]
+    assert [r.id for r in last] == [3, 2]
+    assert (past, beyond) == (6, [])
+    assert (none, empty) == (0, [])

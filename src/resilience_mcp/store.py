@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel, col, func, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import StoreError
@@ -51,6 +51,7 @@ __all__ = [
     "bump_confirm_version",
     "bump_version",
     "chunks",
+    "counted_page",
     "default_db_url",
     "tracked_writes",
 ]
@@ -367,6 +368,35 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     """`items` in runs of at most `size`, one `IN (...)` list each."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+R = TypeVar("R", bound=SQLModel)
+
+
+async def counted_page(
+    session: AsyncSession,
+    table: type[R],
+    where: Sequence[Any],
+    order: Sequence[Any],
+    *,
+    limit: int,
+    offset: int = 0,
+) -> tuple[int, list[R]]:
+    """How many rows of `table` match `where`, and `limit` of them in `order` from `offset`.
+
+    One statement: the count rides on every row of the page as an uncorrelated subquery,
+    which either engine computes once. Only a page past the end, which has no row to carry
+    it, takes a second statement for the count.
+    """
+    count = select(func.count()).select_from(table).where(*where)
+    total = count.scalar_subquery().correlate(None)
+    page = select(table, total).where(*where).order_by(*order).offset(offset).limit(limit)
+    rows = (await session.execute(page)).all()
+    if rows:
+        return int(rows[0][1]), [row[0] for row in rows]
+    if offset == 0:
+        return 0, []
+    return int((await session.execute(count)).scalar_one()), []
 
 
 async def bump_confirm_version(session: AsyncSession) -> None:

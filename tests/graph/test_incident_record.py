@@ -52,3 +52,32 @@ async def test_a_timeline_within_the_limit_comes_whole(store: Store) -> None:
 
     assert [entry.text for entry in record.timeline] == [f"update {n}" for n in range(4)]
     assert not record.timeline_page.truncated
+
+
+def postmortem(name: str, published: str) -> str:
+    return (
+        f"---\napiVersion: resilience/v1\nkind: Postmortem\nmetadata: {{name: {name}}}\n"
+        f"spec: {{incident: INC-0100, summary: {name}, publishedAt: '{published}'}}\n"
+    )
+
+
+@pytest.mark.parametrize("key", ["INC-0100", "inc 0100"])
+async def test_the_record_shows_the_latest_of_several_postmortems(store: Store, key: str) -> None:
+    first = postmortem("pm-first", "2026-11-21T09:00:00Z")
+    second = postmortem("pm-second", "2026-11-24T09:00:00Z")
+    await load_yaml(store, long_incident(2) + first + second)
+
+    record = await get_incident(store, key, START + timedelta(days=10))
+
+    assert record.key == "INC-0100"
+    assert record.postmortem is not None
+    assert record.postmortem.name == "pm-second"
+
+
+async def test_an_incident_without_a_postmortem_has_none(store: Store) -> None:
+    await load_yaml(store, long_incident(2))
+
+    record = await get_incident(store, "INC-0100", START + timedelta(days=1))
+
+    assert record.postmortem is None
+    assert [entry.text for entry in record.timeline] == ["update 0", "update 1"]

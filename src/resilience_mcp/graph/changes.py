@@ -21,7 +21,7 @@ from itertools import pairwise
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import SQLModel, col
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError
@@ -30,7 +30,7 @@ from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.features import RECENT, note_correction, resolve_environment
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, counted_page
 
 __all__ = ["ChangeScope", "change_scope", "dependency_paths", "list_recent_changes", "parse_moment"]
 
@@ -264,9 +264,7 @@ async def _newest(
     session: Any, table: type[T], where: Sequence[Any], order: Sequence[Any], rows: int
 ) -> tuple[int, list[T]]:
     """How many rows of `table` match `where`, and the first `rows` of them in `order`."""
-    total = await session.execute(select(func.count()).select_from(table).where(*where))
-    found = await session.execute(select(table).where(*where).order_by(*order).limit(rows))
-    return int(total.scalar_one()), list(found.scalars().all())
+    return await counted_page(session, table, where, order, limit=rows)
 
 
 def _tenant(graph: CatalogGraph, environment: str | None) -> str | None:

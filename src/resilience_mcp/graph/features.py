@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError, NotFoundError
@@ -38,7 +38,7 @@ from resilience_mcp.models.flags import (
     FlagSummary,
     ServiceBrief,
 )
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, counted_page
 
 __all__ = [
     "PURPOSES",
@@ -505,17 +505,11 @@ async def get_flag_history(
             or_(col(m.FlagChange.environment).in_(scope), col(m.FlagChange.environment).is_(None))
         )
     async with store.session() as session:
-        total = (
-            await session.execute(select(func.count()).select_from(m.FlagChange).where(*where))
-        ).scalar_one()
-        rows = await session.execute(
-            select(m.FlagChange)
-            .where(*where)
-            .order_by(col(m.FlagChange.at).desc(), col(m.FlagChange.id).desc())
-            .offset(offset)
-            .limit(limit)
+        order = (col(m.FlagChange.at).desc(), col(m.FlagChange.id).desc())
+        total, rows = await counted_page(
+            session, m.FlagChange, where, order, limit=limit, offset=offset
         )
-        changes = [flag_change_view(graph, row) for row in rows.scalars().all()]
+        changes = [flag_change_view(graph, row) for row in rows]
     return FlagHistory(
         name=flag.name,
         key=flag.key,
@@ -525,5 +519,5 @@ async def get_flag_history(
         environment=env.name if env else None,
         states=_flag_states(graph, flag.name, _Where.of(graph, env.name if env else None)),
         changes=changes,
-        page=PageInfo.of(int(total), len(changes), offset),
+        page=PageInfo.of(total, len(changes), offset),
     )

@@ -24,7 +24,7 @@ its own copy of the service.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -117,7 +117,8 @@ class CustomerHit(NamedTuple):
     weight: float
     down: bool
     features: list[str]
-    environments: list[str]
+    # Sorted only when shown: most of the thousands are only counted.
+    environments: Set[str]
 
 
 @dataclass
@@ -239,7 +240,7 @@ def _customers(graph: CatalogGraph, impact: Impact) -> list[CustomerHit]:
     no_environments: set[str] = set()
     for name, features in entitled.items():
         served = graph.customer_environments.get(name, no_environments)
-        where = sorted(served & affected) if affected else sorted(served)
+        where = served & affected if affected else served
         # A customer whose environments are not recorded is taken as served everywhere.
         if affected is not None and served and not where:
             continue
@@ -269,7 +270,7 @@ def _customer_models(graph: CatalogGraph, hits: list[CustomerHit]) -> list[Affec
             weight=hit.weight,
             status="down" if hit.down else "degraded",
             features=hit.features[:INNER],
-            environments=hit.environments[:INNER],
+            environments=sorted(hit.environments)[:INNER],
         )
         for hit in hits
     ]

@@ -38,7 +38,7 @@ from resilience_mcp.models.incidents import (
     TaskList,
     TimelineItem,
 )
-from resilience_mcp.store import Store, chunks
+from resilience_mcp.store import Store, chunks, counted_page
 
 __all__ = [
     "INCIDENT_STATUSES",
@@ -199,10 +199,9 @@ async def get_incident(
     where the record came from (a synced one older than `stale_after` is stale, unless its
     source confirmed it since: `confirmations`, read from the store when not given)."""
     async with store.session() as session:
-        incident = await resolve_incident(session, key)
+        incident, postmortem = await _incident_and_postmortem(session, key)
         links = await _links(session, incident.name)
         timeline = await _timeline(session, incident.name)
-        postmortem = await _postmortem(session, incident.name)
         tasks = await incident_tasks(session, [incident.name])
         if confirmations is None:
             confirmations = await read_confirmations(session)
@@ -290,13 +289,36 @@ async def _timeline(session: AsyncSession, key: str) -> list[TimelineItem]:
     ]
 
 
+# An incident's postmortem: the latest published, when there are several.
+_LATEST_POSTMORTEM = (col(m.Postmortem.published_at).desc(), col(m.Postmortem.name))
+
+
+async def _incident_and_postmortem(
+    session: AsyncSession, key: str
+) -> tuple[m.Incident, PostmortemDetail | None]:
+    """The incident `key` names, with its postmortem: one statement when the key is exact."""
+    pm = m.Postmortem
+    found = await session.execute(
+        select(m.Incident, pm)
+        .outerjoin(pm, col(pm.incident) == col(m.Incident.name))
+        .where(col(m.Incident.name) == key.strip())
+        .order_by(*_LATEST_POSTMORTEM)
+        .limit(1)
+    )
+    if (row := found.first()) is not None:
+        return row[0], _postmortem_detail(row[1])
+    incident = await resolve_incident(session, key)
+    return incident, await _postmortem(session, incident.name)
+
+
 async def _postmortem(session: AsyncSession, key: str) -> PostmortemDetail | None:
     rows = await session.execute(
-        select(m.Postmortem)
-        .where(col(m.Postmortem.incident) == key)
-        .order_by(col(m.Postmortem.published_at).desc(), col(m.Postmortem.name))
+        select(m.Postmortem).where(col(m.Postmortem.incident) == key).order_by(*_LATEST_POSTMORTEM)
     )
-    pm = rows.scalars().first()
+    return _postmortem_detail(rows.scalars().first())
+
+
+def _postmortem_detail(pm: m.Postmortem | None) -> PostmortemDetail | None:
     if pm is None:
         return None
     return PostmortemDetail(
@@ -345,18 +367,12 @@ async def list_incidents(
     """Incidents, newest first, narrowed by status, severity, service, owning team and time."""
     filters = _incident_filters(graph, now, status, severity, service, team, since, until)
     async with store.session() as session:
-        total = await session.execute(select(func.count()).select_from(m.Incident).where(*filters))
-        rows = await session.execute(
-            select(m.Incident)
-            .where(*filters)
-            .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name))
-            .offset(offset)
-            .limit(limit)
+        order = (col(m.Incident.started_at).desc(), col(m.Incident.name))
+        total, rows = await counted_page(
+            session, m.Incident, filters, order, limit=limit, offset=offset
         )
-        incidents = await incident_summaries(session, list(rows.scalars().all()))
-    return IncidentList(
-        incidents=incidents, page=PageInfo.of(int(total.scalar_one()), len(incidents), offset)
-    )
+        incidents = await incident_summaries(session, rows)
+    return IncidentList(incidents=incidents, page=PageInfo.of(total, len(incidents), offset))
 
 
 def _incident_filters(

@@ -37,7 +37,7 @@ import anyio
 from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from resilience_mcp.errors import (
     ConflictError,
@@ -49,7 +49,7 @@ from resilience_mcp.errors import (
 from resilience_mcp.models import AuditRecord, WriteClaim
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.writes import AuditEntry, AuditLogAnswer, WriteAnswer
-from resilience_mcp.store import Store
+from resilience_mcp.store import Store, counted_page
 from resilience_mcp.writes.versioning import RaceLost
 
 __all__ = [
@@ -367,19 +367,12 @@ async def list_audit_log(
         where.append(col(AuditRecord.at) >= since)
 
     async with store.session() as session:
-        total = await session.execute(select(func.count()).select_from(AuditRecord).where(*where))
-        rows = await session.execute(
-            select(AuditRecord)
-            .where(*where)
-            .order_by(col(AuditRecord.id).desc())
-            .offset(offset)
-            .limit(limit)
+        order = (col(AuditRecord.id).desc(),)
+        total, records = await counted_page(
+            session, AuditRecord, where, order, limit=limit, offset=offset
         )
-        records = list(rows.scalars().all())
     entries = [_entry(record, full) for record in records]
-    return AuditLogAnswer(
-        entries=entries, page=PageInfo.of(int(total.scalar_one()), len(entries), offset)
-    )
+    return AuditLogAnswer(entries=entries, page=PageInfo.of(total, len(entries), offset))
 
 
 def _entry(record: AuditRecord, full: bool) -> AuditEntry:
