@@ -20,6 +20,7 @@ from resilience_mcp.store import (
     Store,
     VersionWatch,
     counted_page,
+    counted_rows,
     default_db_url,
 )
 
@@ -243,3 +244,19 @@ async def test_a_counted_page_counts_every_match_and_shows_the_page_asked_for(
     assert [r.id for r in last] == [3, 2]
     assert (past, beyond) == (6, [])
     assert (none, empty) == (0, [])
+
+
+async def test_counted_rows_read_only_the_columns_asked_for_and_end_each_row_with_the_count(
+    store: Store,
+) -> None:
+    async with store.session() as session:
+        session.add_all(AuditRecord(tool="flip", actor=f"bot-{i}") for i in range(3))
+        await session.commit()
+
+    async with store.session() as session:
+        total, rows = await counted_rows(
+            session, AuditRecord, [col(AuditRecord.actor)], [], [col(AuditRecord.id)], 2
+        )
+
+    assert total == 3
+    assert [tuple(row) for row in rows] == [("bot-0", 3), ("bot-1", 3)]

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, event, text, update
 from sqlalchemy import inspect as inspect_row
+from sqlalchemy import select as select_rows
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -52,6 +53,7 @@ __all__ = [
     "bump_version",
     "chunks",
     "counted_page",
+    "counted_rows",
     "default_db_url",
     "tracked_writes",
 ]
@@ -382,18 +384,33 @@ async def counted_page(
     limit: int,
     offset: int = 0,
 ) -> tuple[int, list[R]]:
-    """How many rows of `table` match `where`, and `limit` of them in `order` from `offset`.
+    """How many rows of `table` match `where`, and `limit` of them in `order` from `offset`."""
+    total, rows = await counted_rows(session, table, [table], where, order, limit, offset)
+    return total, [row[0] for row in rows]
+
+
+async def counted_rows(
+    session: AsyncSession,
+    table: type[SQLModel],
+    columns: Sequence[Any],
+    where: Sequence[Any],
+    order: Sequence[Any],
+    limit: int,
+    offset: int = 0,
+) -> tuple[int, list[Any]]:
+    """`counted_page` reading only `columns` (or entities) of each row: a listing that shows
+    a few fields skips decoding the others.
 
     One statement: the count rides on every row of the page as an uncorrelated subquery,
     which either engine computes once. Only a page past the end, which has no row to carry
-    it, takes a second statement for the count.
+    it, takes a second statement for the count. Each row ends with that count.
     """
     count = select(func.count()).select_from(table).where(*where)
     total = count.scalar_subquery().correlate(None)
-    page = select(table, total).where(*where).order_by(*order).offset(offset).limit(limit)
-    rows = (await session.execute(page)).all()
+    page = select_rows(*columns, total).where(*where).order_by(*order).offset(offset).limit(limit)
+    rows: list[Any] = list((await session.execute(page)).all())
     if rows:
-        return int(rows[0][1]), [row[0] for row in rows]
+        return int(rows[0][-1]), rows
     if offset == 0:
         return 0, []
     return int((await session.execute(count)).scalar_one()), []

@@ -30,7 +30,7 @@ from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.features import RECENT, note_correction, resolve_environment
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
-from resilience_mcp.store import Store, counted_page
+from resilience_mcp.store import Store, counted_page, counted_rows
 
 __all__ = ["ChangeScope", "change_scope", "dependency_paths", "list_recent_changes", "parse_moment"]
 
@@ -224,7 +224,7 @@ class _Window:
 
 async def _deployments(
     session: Any, window: _Window, paths: dict[str, list[str]] | None
-) -> tuple[int, list[m.Deployment]]:
+) -> tuple[int, list[Any]]:
     where = window.when(col(m.Deployment.deploy_time))
     if window.deployed is not None:
         where.append(
@@ -233,7 +233,21 @@ async def _deployments(
     if paths is not None:
         where.append(col(m.Deployment.service).in_(list(paths)))
     order = (col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
-    return await _newest(session, m.Deployment, where, order, window.rows)
+    return await counted_rows(session, m.Deployment, _DEPLOYMENT_SHOWN, where, order, window.rows)
+
+
+# What a timeline shows of a deployment: its commits, tags and links are left unread.
+_DEPLOYMENT_SHOWN = (
+    col(m.Deployment.name),
+    col(m.Deployment.deploy_time),
+    col(m.Deployment.service),
+    col(m.Deployment.environment),
+    col(m.Deployment.version),
+    col(m.Deployment.status),
+    col(m.Deployment.author),
+    col(m.Deployment.url),
+    col(m.Deployment.description),
+)
 
 
 async def _flag_changes(
@@ -273,8 +287,9 @@ def _tenant(graph: CatalogGraph, environment: str | None) -> str | None:
 
 
 def _deployment_entry(
-    graph: CatalogGraph, row: m.Deployment, paths: dict[str, list[str]] | None
+    graph: CatalogGraph, row: Any, paths: dict[str, list[str]] | None
 ) -> ChangeEntry:
+    """A deployment as `_DEPLOYMENT_SHOWN` reads it, on the timeline."""
     where = row.environment or "every environment"
     return ChangeEntry(
         kind="deployment",

@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, case, func, or_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -38,7 +38,7 @@ from resilience_mcp.models.incidents import (
     TaskList,
     TimelineItem,
 )
-from resilience_mcp.store import Store, chunks, counted_page
+from resilience_mcp.store import Store, chunks, counted_rows
 
 __all__ = [
     "INCIDENT_STATUSES",
@@ -166,8 +166,37 @@ async def incident_services(
     return {key: sorted(found.get(key, ())) for key in keys}
 
 
+# What a listing shows of an incident. Read alone, a page of them skips decoding the rest
+# (JSON columns, the other times).
+SUMMARY_COLUMNS = (
+    col(m.Incident.name),
+    col(m.Incident.title),
+    col(m.Incident.severity),
+    col(m.Incident.status),
+    col(m.Incident.started_at),
+    col(m.Incident.resolved_at),
+)
+
+
+class IncidentHead(Protocol):
+    """An incident as `SUMMARY_COLUMNS` reads it, or a whole one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def resolved_at(self) -> datetime | None: ...
+
+
 async def incident_summaries(
-    session: AsyncSession, incidents: Sequence[m.Incident]
+    session: AsyncSession, incidents: Sequence[IncidentHead]
 ) -> list[IncidentSummary]:
     services = await incident_services(session, [i.name for i in incidents])
     return [
@@ -368,8 +397,8 @@ async def list_incidents(
     filters = _incident_filters(graph, now, status, severity, service, team, since, until)
     async with store.session() as session:
         order = (col(m.Incident.started_at).desc(), col(m.Incident.name))
-        total, rows = await counted_page(
-            session, m.Incident, filters, order, limit=limit, offset=offset
+        total, rows = await counted_rows(
+            session, m.Incident, SUMMARY_COLUMNS, filters, order, limit, offset
         )
         incidents = await incident_summaries(session, rows)
     return IncidentList(incidents=incidents, page=PageInfo.of(total, len(incidents), offset))

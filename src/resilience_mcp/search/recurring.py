@@ -27,7 +27,7 @@ from sqlmodel import col, select
 
 from resilience_mcp import models as m
 from resilience_mcp.graph.catalog import CatalogGraph
-from resilience_mcp.graph.incidents import incident_summaries, parse_time
+from resilience_mcp.graph.incidents import SUMMARY_COLUMNS, incident_summaries, parse_time
 from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.incidents import RecurrenceGroup, RecurringIncidents
 from resilience_mcp.search.fts import MAX_TERMS, extract_terms, stem
@@ -393,8 +393,10 @@ async def _shape(
 ) -> RecurrenceGroup:
     ordered = sorted(members, key=lambda i: i.started_at, reverse=True)
     shown = [i.key for i in ordered[:PER_GROUP]]
-    rows = await session.execute(select(m.Incident).where(col(m.Incident.name).in_(shown)))
-    by_key = {row.name: row for row in rows.scalars()}
+    rows = await session.execute(
+        select_rows(*SUMMARY_COLUMNS).where(col(m.Incident.name).in_(shown))
+    )
+    by_key = {row.name: row for row in rows}
     summaries = await incident_summaries(session, [by_key[key] for key in shown])
     return RecurrenceGroup(
         reason="root cause"
