@@ -32,7 +32,14 @@ from resilience_mcp.models.common import PageInfo
 from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
 from resilience_mcp.store import Store, counted_page, counted_rows
 
-__all__ = ["ChangeScope", "change_scope", "dependency_paths", "list_recent_changes", "parse_moment"]
+__all__ = [
+    "DEPLOYMENT_COLUMNS",
+    "ChangeScope",
+    "change_scope",
+    "dependency_paths",
+    "list_recent_changes",
+    "parse_moment",
+]
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -233,18 +240,21 @@ async def _deployments(
     if paths is not None:
         where.append(col(m.Deployment.service).in_(list(paths)))
     order = (col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
-    return await counted_rows(session, m.Deployment, _DEPLOYMENT_SHOWN, where, order, window.rows)
+    return await counted_rows(session, m.Deployment, DEPLOYMENT_COLUMNS, where, order, window.rows)
 
 
-# What a timeline shows of a deployment: its commits, tags and links are left unread.
-_DEPLOYMENT_SHOWN = (
+# What a timeline or an impact shows of a deployment, in this order: its commits, tags and
+# links stay unread. (SQLAlchemy's own `select` takes them: sqlmodel's is typed for four
+# columns at most.)
+DEPLOYMENT_COLUMNS = (
     col(m.Deployment.name),
-    col(m.Deployment.deploy_time),
     col(m.Deployment.service),
     col(m.Deployment.environment),
     col(m.Deployment.version),
     col(m.Deployment.status),
+    col(m.Deployment.deploy_time),
     col(m.Deployment.author),
+    col(m.Deployment.commit),
     col(m.Deployment.url),
     col(m.Deployment.description),
 )
@@ -289,7 +299,7 @@ def _tenant(graph: CatalogGraph, environment: str | None) -> str | None:
 def _deployment_entry(
     graph: CatalogGraph, row: Any, paths: dict[str, list[str]] | None
 ) -> ChangeEntry:
-    """A deployment as `_DEPLOYMENT_SHOWN` reads it, on the timeline."""
+    """A deployment as `DEPLOYMENT_COLUMNS` reads it, on the timeline."""
     where = row.environment or "every environment"
     return ChangeEntry(
         kind="deployment",

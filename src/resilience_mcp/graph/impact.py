@@ -40,8 +40,9 @@ from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph.cards import flag_state_text, owner_summary
 from resilience_mcp.graph.cards import resolve_entity as resolve_name
 from resilience_mcp.graph.catalog import CatalogGraph
-from resilience_mcp.graph.changes import ChangeScope, change_scope
+from resilience_mcp.graph.changes import DEPLOYMENT_COLUMNS, ChangeScope, change_scope
 from resilience_mcp.graph.features import resolve_environment, resolve_flag
+from resilience_mcp.graph.incidents import SUMMARY_COLUMNS
 from resilience_mcp.graph.mermaid import impact_flowchart
 from resilience_mcp.graph.owners import find_owner
 from resilience_mcp.graph.walk import Walk, walk_dependencies
@@ -604,18 +605,8 @@ def _owners(
     return owners, len(order)
 
 
-# The columns a deployment or an incident is shown with; wide text and JSON stay behind.
-# (They go to SQLAlchemy's own `select`: sqlmodel's is typed for four columns at most.)
-_DEPLOYMENT_COLUMNS = (
-    col(m.Deployment.name),
-    col(m.Deployment.service),
-    col(m.Deployment.environment),
-    col(m.Deployment.version),
-    col(m.Deployment.status),
-    col(m.Deployment.deploy_time),
-    col(m.Deployment.author),
-    col(m.Deployment.commit),
-)
+# The columns a flag change is shown with (a deployment's are DEPLOYMENT_COLUMNS, an
+# incident's SUMMARY_COLUMNS); wide text and JSON stay behind.
 _FLAG_CHANGE_COLUMNS = (
     col(m.FlagChange.flag),
     col(m.FlagChange.environment),
@@ -624,14 +615,6 @@ _FLAG_CHANGE_COLUMNS = (
     col(m.FlagChange.from_state),
     col(m.FlagChange.to_state),
     col(m.FlagChange.reason),
-)
-_INCIDENT_COLUMNS = (
-    col(m.Incident.name),
-    col(m.Incident.title),
-    col(m.Incident.severity),
-    col(m.Incident.status),
-    col(m.Incident.started_at),
-    col(m.Incident.resolved_at),
 )
 
 
@@ -659,21 +642,19 @@ async def _recent_deployments(
         where.append(scope.clause(col(m.Deployment.environment), col(m.Deployment.service)))
     # One round trip: the page and, on each row, how many matched in all.
     rows = await conn.execute(
-        select_rows(*_DEPLOYMENT_COLUMNS, func.count().over())
+        select_rows(*DEPLOYMENT_COLUMNS, func.count().over())
         .where(*where)
         .order_by(col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
         .limit(limit)
     )
-    page = rows.all()
-    total = page[0][-1] if page else 0
+    page: list[Any] = list(rows.all())
+    total = int(page[0][-1]) if page else 0
     recent = [_deployment(row) for row in page]
 
     suspects: list[RecentDeployment] = []
     if incident is not None and incident.deployments:
         found = await conn.execute(
-            select_rows(*_DEPLOYMENT_COLUMNS).where(
-                col(m.Deployment.name).in_(incident.deployments)
-            )
+            select_rows(*DEPLOYMENT_COLUMNS).where(col(m.Deployment.name).in_(incident.deployments))
         )
         suspects = [_deployment(row, suspected=True) for row in found.all()]
         suspects.sort(key=lambda d: d.deploy_time, reverse=True)
@@ -767,7 +748,7 @@ async def _past_incidents(
     if incident is not None:
         where.append(col(m.Incident.name) != incident.row.name)
     rows = await conn.execute(
-        select_rows(*_INCIDENT_COLUMNS, func.count().over())
+        select_rows(*SUMMARY_COLUMNS, func.count().over())
         .where(*where)
         .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name))
         .limit(limit)
