@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from operator import itemgetter
+from typing import Any
 
+from sqlalchemy import select as select_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, func, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import NotFoundError
 from resilience_mcp.graph.catalog import LOOKUP_KINDS, CatalogGraph
+from resilience_mcp.graph.incidents import SUMMARY_COLUMNS
 from resilience_mcp.graph.names import Resolved
 from resilience_mcp.graph.owners import find_on_call, find_owner
 from resilience_mcp.graph.provenance import Confirmations, entity_source, last_confirmed
@@ -303,21 +308,29 @@ async def get_service(
     svc = graph.services[resolved.name]
     deps = graph.dependencies
 
-    def edge(other: str, data: dict[str, object]) -> DependencyEdge:
-        node = graph.services.get(other)
-        return DependencyEdge(
-            service=other,
-            kind=str(data.get("kind", "sync")),
-            hard=bool(data.get("hard", True)),
-            tier=node.tier if node else None,
-            type=node.type if node else None,
-        )
+    def ranked(pairs: Iterable[tuple[str, dict[str, Any]]]) -> tuple[int, list[DependencyEdge]]:
+        """How many neighbours, and the first `limit` as edges: hard ones first, then by
+        tier and name. A shared service has hundreds; only the shown become models."""
+        found = []
+        for other, data in pairs:
+            node = graph.services.get(other)
+            hard = bool(data.get("hard", True))
+            found.append((not hard, (node.tier if node else None) or 9, other, data, node))
+        found.sort(key=itemgetter(0, 1, 2))
+        edges = [
+            DependencyEdge(
+                service=other,
+                kind=str(data.get("kind", "sync")),
+                hard=not soft,
+                tier=node.tier if node else None,
+                type=node.type if node else None,
+            )
+            for soft, _, other, data, node in found[:limit]
+        ]
+        return len(found), edges
 
-    def ranked(edges: list[DependencyEdge]) -> list[DependencyEdge]:
-        return sorted(edges, key=lambda e: (not e.hard, e.tier or 9, e.service))
-
-    down = ranked([edge(t, d) for _, t, d in deps.out_edges(svc.name, data=True)])
-    up = ranked([edge(s, d) for s, _, d in deps.in_edges(svc.name, data=True)])
+    down_total, down = ranked((t, d) for _, t, d in deps.out_edges(svc.name, data=True))
+    up_total, up = ranked((s, d) for s, _, d in deps.in_edges(svc.name, data=True))
     flag_names = graph.service_flags.get(svc.name, set()).union(
         *(graph.feature_flags.get(f, set()) for f in graph.service_features.get(svc.name, ()))
     )
@@ -345,10 +358,10 @@ async def get_service(
         runbook=svc.runbook,
         dashboards=list(svc.dashboards),
         tags=list(svc.tags),
-        depends_on=down[:limit],
-        depends_on_page=ListCut.of(len(down), min(limit, len(down))),
-        dependents=up[:limit],
-        dependents_page=ListCut.of(len(up), min(limit, len(up))),
+        depends_on=down,
+        depends_on_page=ListCut.of(down_total, len(down)),
+        dependents=up,
+        dependents_page=ListCut.of(up_total, len(up)),
         environments=[
             RunningIn(environment=i.environment, version=i.version, replicas=i.replicas)
             for i in running[:limit]
@@ -393,15 +406,17 @@ async def _service_history(
     is_open = (col(m.Incident.name).in_(touching), col(m.Incident.status).in_(OPEN_STATUSES))
     async with store.session() as session:
         # How many are open rides on each row shown: a service has few open at once.
-        open_rows = (
-            await session.execute(
-                select(m.Incident, func.count().over())
-                .where(*is_open)
-                .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
-                .limit(OPEN_SHOWN)
-            )
-        ).all()
-        open_total = open_rows[0][1] if open_rows else 0
+        open_rows: list[Any] = list(
+            (
+                await session.execute(
+                    select_rows(*SUMMARY_COLUMNS, func.count().over())
+                    .where(*is_open)
+                    .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
+                    .limit(OPEN_SHOWN)
+                )
+            ).all()
+        )
+        open_total = int(open_rows[0][-1]) if open_rows else 0
         incidents = [
             IncidentBrief(
                 key=i.name,
@@ -411,19 +426,37 @@ async def _service_history(
                 started_at=i.started_at,
                 resolved_at=i.resolved_at,
             )
-            for i in {row.name: row for row, _ in open_rows}.values()
+            for i in {row.name: row for row in open_rows}.values()
         ]
         dep_rows = await session.execute(
-            select(m.Deployment)
+            select_rows(*DEPLOYMENT_COLUMNS)
             .where(col(m.Deployment.service) == service)
             .order_by(col(m.Deployment.deploy_time).desc())
             .limit(5)
         )
-        deployments = [deployment_brief(d) for d in dep_rows.scalars().all()]
-    return incidents, int(open_total), deployments
+        deployments = [deployment_brief(d) for d in dep_rows.all()]
+    return incidents, open_total, deployments
 
 
-def deployment_brief(d: m.Deployment) -> DeploymentBrief:
+# What a card, a timeline or an impact shows of a deployment, in this order: its commits, tags and
+# links stay unread. (SQLAlchemy's own `select` takes them: sqlmodel's is typed for four
+# columns at most.)
+DEPLOYMENT_COLUMNS = (
+    col(m.Deployment.name),
+    col(m.Deployment.service),
+    col(m.Deployment.environment),
+    col(m.Deployment.version),
+    col(m.Deployment.status),
+    col(m.Deployment.deploy_time),
+    col(m.Deployment.author),
+    col(m.Deployment.commit),
+    col(m.Deployment.url),
+    col(m.Deployment.description),
+)
+
+
+def deployment_brief(d: Any) -> DeploymentBrief:
+    """A deployment, read whole or as `DEPLOYMENT_COLUMNS`, as a card shows it."""
     return DeploymentBrief(
         name=d.name,
         service=d.service,

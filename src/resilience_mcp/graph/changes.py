@@ -25,7 +25,7 @@ from sqlmodel import SQLModel, col
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError
-from resilience_mcp.graph.cards import resolve_entity
+from resilience_mcp.graph.cards import DEPLOYMENT_COLUMNS, resolve_entity
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.features import RECENT, note_correction, resolve_environment
 from resilience_mcp.models.common import PageInfo
@@ -33,7 +33,6 @@ from resilience_mcp.models.flags import ChangeEntry, ChangeTimeline
 from resilience_mcp.store import Store, counted_page, counted_rows
 
 __all__ = [
-    "DEPLOYMENT_COLUMNS",
     "ChangeScope",
     "change_scope",
     "dependency_paths",
@@ -241,23 +240,6 @@ async def _deployments(
         where.append(col(m.Deployment.service).in_(list(paths)))
     order = (col(m.Deployment.deploy_time).desc(), col(m.Deployment.name))
     return await counted_rows(session, m.Deployment, DEPLOYMENT_COLUMNS, where, order, window.rows)
-
-
-# What a timeline or an impact shows of a deployment, in this order: its commits, tags and
-# links stay unread. (SQLAlchemy's own `select` takes them: sqlmodel's is typed for four
-# columns at most.)
-DEPLOYMENT_COLUMNS = (
-    col(m.Deployment.name),
-    col(m.Deployment.service),
-    col(m.Deployment.environment),
-    col(m.Deployment.version),
-    col(m.Deployment.status),
-    col(m.Deployment.deploy_time),
-    col(m.Deployment.author),
-    col(m.Deployment.commit),
-    col(m.Deployment.url),
-    col(m.Deployment.description),
-)
 
 
 async def _flag_changes(

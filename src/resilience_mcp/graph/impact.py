@@ -37,10 +37,10 @@ from sqlmodel import col, func, select
 
 from resilience_mcp import models as m
 from resilience_mcp.errors import InvalidInputError, NotFoundError
-from resilience_mcp.graph.cards import flag_state_text, owner_summary
+from resilience_mcp.graph.cards import DEPLOYMENT_COLUMNS, flag_state_text, owner_summary
 from resilience_mcp.graph.cards import resolve_entity as resolve_name
 from resilience_mcp.graph.catalog import CatalogGraph
-from resilience_mcp.graph.changes import DEPLOYMENT_COLUMNS, ChangeScope, change_scope
+from resilience_mcp.graph.changes import ChangeScope, change_scope
 from resilience_mcp.graph.features import resolve_environment, resolve_flag
 from resilience_mcp.graph.incidents import SUMMARY_COLUMNS
 from resilience_mcp.graph.mermaid import impact_flowchart
