@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
@@ -281,12 +281,19 @@ def _minutes(start: datetime, end: datetime | None) -> float | None:
     return round((end - start).total_seconds() / 60, 1)
 
 
+# Statements get_incident makes on every call, built once: the key is bound at execution.
+_LINKS = select(m.IncidentLink.kind, m.IncidentLink.target).where(
+    col(m.IncidentLink.incident) == bindparam("key")
+)
+_TIMELINE = (
+    select(m.TimelineEntry)
+    .where(col(m.TimelineEntry.incident) == bindparam("key"))
+    .order_by(col(m.TimelineEntry.at), col(m.TimelineEntry.id))
+)
+
+
 async def _links(session: AsyncSession, key: str) -> dict[str, list[str]]:
-    rows = await session.execute(
-        select(m.IncidentLink.kind, m.IncidentLink.target).where(
-            col(m.IncidentLink.incident) == key
-        )
-    )
+    rows = await session.execute(_LINKS, {"key": key})
     found: dict[str, set[str]] = defaultdict(set)
     for kind, target in rows:
         found[kind].add(target)
@@ -307,11 +314,7 @@ def first_and_latest(timeline: list[TimelineItem], limit: int) -> list[TimelineI
 
 
 async def _timeline(session: AsyncSession, key: str) -> list[TimelineItem]:
-    rows = await session.execute(
-        select(m.TimelineEntry)
-        .where(col(m.TimelineEntry.incident) == key)
-        .order_by(col(m.TimelineEntry.at), col(m.TimelineEntry.id))
-    )
+    rows = await session.execute(_TIMELINE, {"key": key})
     entries = dict.fromkeys((e.at, e.kind, e.text, e.author) for e in rows.scalars().all())
     return [
         TimelineItem(at=at, kind=kind, text=text, author=who) for at, kind, text, who in entries
@@ -322,18 +325,20 @@ async def _timeline(session: AsyncSession, key: str) -> list[TimelineItem]:
 _LATEST_POSTMORTEM = (col(m.Postmortem.published_at).desc(), col(m.Postmortem.name))
 
 
+_WITH_POSTMORTEM = (
+    select(m.Incident, m.Postmortem)
+    .outerjoin(m.Postmortem, col(m.Postmortem.incident) == col(m.Incident.name))
+    .where(col(m.Incident.name) == bindparam("key"))
+    .order_by(*_LATEST_POSTMORTEM)
+    .limit(1)
+)
+
+
 async def _incident_and_postmortem(
     session: AsyncSession, key: str
 ) -> tuple[m.Incident, PostmortemDetail | None]:
     """The incident `key` names, with its postmortem: one statement when the key is exact."""
-    pm = m.Postmortem
-    found = await session.execute(
-        select(m.Incident, pm)
-        .outerjoin(pm, col(pm.incident) == col(m.Incident.name))
-        .where(col(m.Incident.name) == key.strip())
-        .order_by(*_LATEST_POSTMORTEM)
-        .limit(1)
-    )
+    found = await session.execute(_WITH_POSTMORTEM, {"key": key.strip()})
     if (row := found.first()) is not None:
         return row[0], _postmortem_detail(row[1])
     incident = await resolve_incident(session, key)
@@ -367,16 +372,20 @@ def _postmortem_detail(pm: m.Postmortem | None) -> PostmortemDetail | None:
 
 async def incident_tasks(session: AsyncSession, keys: Sequence[str]) -> list[m.RemediationTask]:
     """Tasks that name one of the incidents, directly or through its postmortem."""
-    postmortems = select(m.Postmortem.name).where(col(m.Postmortem.incident).in_(keys))
-    rows = await session.execute(
-        select(m.RemediationTask).where(
-            or_(
-                col(m.RemediationTask.incident).in_(keys),
-                col(m.RemediationTask.postmortem).in_(postmortems),
-            )
-        )
-    )
+    rows = await session.execute(_TASKS, {"keys": list(keys)})
     return list(rows.scalars().all())
+
+
+_TASKS = select(m.RemediationTask).where(
+    or_(
+        col(m.RemediationTask.incident).in_(bindparam("keys", expanding=True)),
+        col(m.RemediationTask.postmortem).in_(
+            select(m.Postmortem.name).where(
+                col(m.Postmortem.incident).in_(bindparam("keys", expanding=True))
+            )
+        ),
+    )
+)
 
 
 async def list_incidents(
