@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as select_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, func, select
@@ -398,24 +399,9 @@ async def _service_history(
     store: Store, service: str
 ) -> tuple[list[IncidentBrief], int, list[DeploymentBrief]]:
     """The service's newest open incidents, how many are open, and its last deployments."""
-    touching = (
-        select(m.IncidentLink.incident)
-        .where(col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target) == service)
-        .scalar_subquery()
-    )
-    is_open = (col(m.Incident.name).in_(touching), col(m.Incident.status).in_(OPEN_STATUSES))
     async with store.session() as session:
-        # How many are open rides on each row shown: a service has few open at once.
-        open_rows: list[Any] = list(
-            (
-                await session.execute(
-                    select_rows(*SUMMARY_COLUMNS, func.count().over())
-                    .where(*is_open)
-                    .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
-                    .limit(OPEN_SHOWN)
-                )
-            ).all()
-        )
+        found = await session.execute(_OPEN_INCIDENTS, {"service": service})
+        open_rows: list[Any] = list(found.all())
         open_total = int(open_rows[0][-1]) if open_rows else 0
         incidents = [
             IncidentBrief(
@@ -428,12 +414,7 @@ async def _service_history(
             )
             for i in {row.name: row for row in open_rows}.values()
         ]
-        dep_rows = await session.execute(
-            select_rows(*DEPLOYMENT_COLUMNS)
-            .where(col(m.Deployment.service) == service)
-            .order_by(col(m.Deployment.deploy_time).desc())
-            .limit(5)
-        )
+        dep_rows = await session.execute(_LAST_DEPLOYMENTS, {"service": service})
         deployments = [deployment_brief(d) for d in dep_rows.all()]
     return incidents, open_total, deployments
 
@@ -452,6 +433,28 @@ DEPLOYMENT_COLUMNS = (
     col(m.Deployment.commit),
     col(m.Deployment.url),
     col(m.Deployment.description),
+)
+
+# A card's history, built once: the service is bound at execution. How many incidents are
+# open rides on each row shown (a service has few open at once).
+_TOUCHING = (
+    select(m.IncidentLink.incident)
+    .where(
+        col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target) == bindparam("service")
+    )
+    .scalar_subquery()
+)
+_OPEN_INCIDENTS = (
+    select_rows(*SUMMARY_COLUMNS, func.count().over())
+    .where(col(m.Incident.name).in_(_TOUCHING), col(m.Incident.status).in_(OPEN_STATUSES))
+    .order_by(col(m.Incident.started_at).desc(), col(m.Incident.name).desc())
+    .limit(OPEN_SHOWN)
+)
+_LAST_DEPLOYMENTS = (
+    select_rows(*DEPLOYMENT_COLUMNS)
+    .where(col(m.Deployment.service) == bindparam("service"))
+    .order_by(col(m.Deployment.deploy_time).desc())
+    .limit(5)
 )
 
 
