@@ -107,6 +107,7 @@ GRAPH_TABLES = frozenset(
         m.FeatureService,
         m.CustomerFeature,
         m.CustomerEnvironment,
+        m.Scorecard,
     )
 )
 FLAG_TABLES = frozenset({str(m.FlagState.__tablename__)})

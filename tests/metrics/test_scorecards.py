@@ -126,6 +126,23 @@ async def test_a_catalog_scorecard_of_the_same_name_replaces_the_default(store: 
     assert (result.level, result.next_level, result.failed) == ("Bronze", None, 0)
 
 
+async def test_a_scorecard_loaded_later_moves_the_graph_that_scores_with_it(
+    store: Store,
+) -> None:
+    await load_sample(store)
+    before, _, _ = await store.graph_versions()
+    only_owned = scorecard(
+        "production-readiness", "Service", {"id": "owned", "level": "basic", "check": "has_owner"}
+    )
+
+    await load_sample(store, only_owned)
+
+    after, _, _ = await store.graph_versions()
+    assert after > before
+    answer = await get_scorecard(store, await build_graph(store), "svc-b", NOW)
+    assert [r.rule for r in answer.results[0].rules] == ["owned"]
+
+
 async def test_scorecards_apply_to_teams_too(store: Store) -> None:
     teams = scorecard(
         "team-readiness",

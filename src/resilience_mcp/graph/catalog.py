@@ -71,6 +71,8 @@ class CatalogGraph:
     flags: dict[str, m.FeatureFlag] = field(default_factory=dict)
     customers: dict[str, m.Customer] = field(default_factory=dict)
     rotations: dict[str, m.OnCallRotation] = field(default_factory=dict)
+    # The catalog's own scorecards (the shipped ones are not rows).
+    scorecards: dict[str, m.Scorecard] = field(default_factory=dict)
 
     # Edges point from the dependent service to what it depends on.
     dependencies: nx.DiGraph = field(default_factory=nx.DiGraph)
@@ -173,6 +175,7 @@ async def build_graph(store: Store) -> CatalogGraph:
         graph.flags = _by_name(await rows(m.FeatureFlag))
         graph.customers = _by_name(await rows(m.Customer))
         graph.rotations = _by_name(await rows(m.OnCallRotation))
+        graph.scorecards = _by_name(await rows(m.Scorecard))
         links: dict[type[SQLModel], list[Any]] = {
             table: await rows(table) for table in (m.ServiceInstance, m.FlagState, m.OnCallOverride)
         }

@@ -107,12 +107,10 @@ def _definition(name: str, columns: dict[str, Any]) -> ScorecardDefinition:
     )
 
 
-async def list_scorecards(store: Store) -> list[ScorecardDefinition]:
+def list_scorecards(graph: CatalogGraph) -> list[ScorecardDefinition]:
     """The shipped scorecards, each replaced by a catalog scorecard of the same name."""
-    async with store.session() as session:
-        rows = (await session.execute(select(m.Scorecard))).scalars().all()
     cards = {card.name: card for card in shipped_scorecards()}
-    for row in rows:
+    for row in graph.scorecards.values():
         cards[row.name] = _definition(
             row.name, {"title": row.title, "applies_to": row.applies_to, "rules": row.rules}
         )
@@ -499,7 +497,7 @@ async def get_scorecard(
 ) -> ScorecardAnswer:
     """How one entity scores on every scorecard for its kind (or on `scorecard`)."""
     resolved = resolve_entity(graph, name)
-    cards = _choose(await list_scorecards(store), scorecard)
+    cards = _choose(list_scorecards(graph), scorecard)
     cards = [c for c in cards if c.applies_to == resolved.kind]
     one = frozenset([resolved.name]) if resolved.kind == "Service" else None
     facts = await gather_facts(store, graph, now, cards, one)
@@ -530,7 +528,7 @@ async def list_scorecard_failures(
     offset: int = 0,
 ) -> ScorecardFailuresAnswer:
     """Every failing rule across the catalog, most basic first, narrowed as asked."""
-    cards = _choose(await list_scorecards(store), scorecard)
+    cards = _choose(list_scorecards(graph), scorecard)
     if rule is not None and rule not in _rule_ids(cards):
         raise InvalidInputError(
             f"No scorecard has a rule {rule!r}; the rules are: {', '.join(_rule_ids(cards))}."
