@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 from mcp import Client
 from mcp.types import TextContent
 from pydantic import BaseModel
 
-from resilience_mcp.server.detail import SUMMARY_OMITS, empty_value
+from resilience_mcp.models.common import OwnerSummary
+from resilience_mcp.server.detail import SUMMARY_OMITS, empty_value, shape
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +33,23 @@ def test_every_field_a_summary_leaves_out_exists_and_can_be_left_empty(
     assert empty_value(info.annotation, info) in (None, [], {}, "")
 
 
+@pytest.mark.parametrize("detail", ["summary", "full"])
+def test_an_optional_field_without_a_value_is_left_out_and_a_required_null_kept(
+    detail: Literal["summary", "full"],
+) -> None:
+    unowned = OwnerSummary(owner=None, path=["Service:ledger"], inherited=True)
+
+    shown = shape(unowned, detail)
+
+    assert shown["owner"] is None, "a required field says 'none known' with its null"
+    assert "title" not in shown
+    assert "chat_channel" not in shown
+    assert shown["inherited"] is True
+    assert shown["on_call"] == []
+    assert shown["path"] == ([] if detail == "summary" else ["Service:ledger"])
+    assert OwnerSummary.model_validate(shown).title is None
+
+
 async def test_a_summary_leaves_out_the_path_and_provenance_that_full_gives(
     demo_client: Client,
 ) -> None:
@@ -39,7 +59,7 @@ async def test_a_summary_leaves_out_the_path_and_provenance_that_full_gives(
     assert summary.structured_content is not None
     assert full.structured_content is not None
     assert summary.structured_content["owner"]["path"] == []
-    assert summary.structured_content["owner"]["owner_source"] is None
+    assert "owner_source" not in summary.structured_content["owner"]
     assert full.structured_content["owner"]["path"] == [
         "Service:gift-cards",
         "System:checkout-payments",
@@ -56,7 +76,7 @@ async def test_a_summary_of_a_feature_card_is_smaller_than_the_full_card(
 
     assert len(str(summary.structured_content)) < len(str(full.structured_content))
     assert summary.structured_content is not None
-    assert summary.structured_content["description"] is None
+    assert "description" not in summary.structured_content
 
 
 async def test_an_argument_the_tool_does_not_take_is_refused_by_name(

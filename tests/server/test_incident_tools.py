@@ -193,7 +193,7 @@ async def test_get_incident_answers_the_links_of_its_record(
 
     assert record["links"] == [
         {"url": "https://acme.pagerduty.com/incidents/Q1", "title": "PagerDuty"},
-        {"url": "https://status.example.com/incidents/7", "title": None},
+        {"url": "https://status.example.com/incidents/7"},
     ]
     card = IncidentRecord.model_validate(record).card()
     assert card.links == [link["url"] for link in record["links"]]

@@ -3,8 +3,9 @@
 Every tool takes `detail`: `summary` (the default) or `full`. A summary keeps what an agent
 acts on (names, states, counts, owners, on-call, what to do next) and leaves out what only
 explains or decorates it: paths, descriptions, inner lists, provenance, raw records. The
-fields left out keep their place in the output schema, empty, so a summary validates
-against the same schema as a full answer. The text is the same in both.
+fields left out are emptied (an optional one left out of the answer, as every optional
+field with no value is), so a summary validates against the same output schema as a full
+answer. The text is the same in both.
 
 `SUMMARY_OMITS` names those fields per answer model; models not named are kept whole, and
 models nested anywhere inside an answer are summarised by the same table.
@@ -12,14 +13,17 @@ models nested anywhere inside an answer are summarised by the same table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, cast, get_args, get_origin
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args, get_origin
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from resilience_mcp.models import catalog, common, flags, impact, incidents, metrics
 
-__all__ = ["DETAIL_DESCRIPTION", "SUMMARY_OMITS", "Detail", "empty_value", "summarize"]
+__all__ = ["DETAIL_DESCRIPTION", "SUMMARY_OMITS", "Detail", "empty_value", "shape"]
 
 Detail = Literal["summary", "full"]
 
@@ -50,30 +54,67 @@ SUMMARY_OMITS: dict[type[BaseModel], frozenset[str]] = {
     metrics.ScorecardResult: frozenset({"rules"}),
 }
 
-M = TypeVar("M", bound=BaseModel)
+
+def shape(model: BaseModel, detail: Detail) -> dict[str, Any]:
+    """`model` as structured content: a summary empties the fields SUMMARY_OMITS names, at
+    every depth, and either way an optional field with no value is left out. A field that
+    must be present keeps its null: there it says "no data" (a median of no restores)."""
+    data = model.model_dump(mode="json")
+    _shape(model, data, detail == "summary")
+    return data
 
 
-def summarize(model: M) -> M:
-    """`model` with the fields SUMMARY_OMITS names emptied, at every depth."""
-    omitted = SUMMARY_OMITS.get(type(model), frozenset())
-    updates: dict[str, Any] = {}
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        if name in omitted:
-            updates[name] = empty_value(info.annotation, info)
+def _shape(model: BaseModel, data: dict[str, Any], summary: bool) -> None:
+    plan = _plan(type(model))
+    if summary:
+        data.update(plan.omitted)
+    for name in plan.nested:
+        if summary and name in plan.omitted:
             continue
-        shrunk = _summarize_value(value)
-        if shrunk is not value:
-            updates[name] = shrunk
-    return model.model_copy(update=updates) if updates else model
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _shape(value, data[name], summary)
+        elif isinstance(value, list):
+            for item, shown in zip(value, data[name], strict=True):
+                if isinstance(item, BaseModel):
+                    _shape(item, shown, summary)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    _shape(item, data[name][str(key)], summary)
+    for name in plan.optional:
+        if data.get(name, False) is None:
+            del data[name]
 
 
-def _summarize_value(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return summarize(value)
-    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
-        return [summarize(item) for item in value]
-    return value
+@dataclass(frozen=True)
+class _Plan:
+    """What shaping does to one answer model: the JSON each omitted field takes in a
+    summary, the optional fields (left out when null), the fields that can hold models."""
+
+    omitted: dict[str, Any]
+    optional: tuple[str, ...]
+    nested: tuple[str, ...]
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> _Plan:
+    fields = model.model_fields
+    omits = SUMMARY_OMITS.get(model, frozenset())
+    return _Plan(
+        omitted={
+            name: to_jsonable_python(empty_value(fields[name].annotation, fields[name]))
+            for name in sorted(omits)
+        },
+        optional=tuple(name for name, info in fields.items() if not info.is_required()),
+        nested=tuple(name for name, info in fields.items() if _holds_model(info.annotation)),
+    )
+
+
+def _holds_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_model(arg) for arg in get_args(annotation))
 
 
 def empty_value(annotation: Any, info: Any) -> Any:

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from resilience_mcp.errors import InvalidInputError, ResilienceError
 from resilience_mcp.models.common import Answer
-from resilience_mcp.server.detail import DETAIL_DESCRIPTION, Detail, summarize
+from resilience_mcp.server.detail import DETAIL_DESCRIPTION, Detail, shape
 from resilience_mcp.server.schemas import simplify_schema
 from resilience_mcp.server.state import AppState
 
@@ -61,13 +61,12 @@ _DETAIL: ContextVar[Detail] = ContextVar("detail", default="summary")
 
 
 def answer(result: Answer) -> CallToolResult:
-    """Structured content for programs and a short text for the model or a chat. A summary
-    (the default `detail`) leaves out what server/detail.py names; the text is the same."""
-    text = result.text()
-    shown = summarize(result) if _DETAIL.get() == "summary" else result
+    """Structured content for programs and a short text for the model or a chat, shaped by
+    server/detail.py (a summary, the default `detail`, leaves out more); the text is the
+    same."""
     return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content=shown.model_dump(mode="json"),
+        content=[TextContent(type="text", text=result.text())],
+        structured_content=shape(result, _DETAIL.get()),
     )
 
 
