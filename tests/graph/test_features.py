@@ -15,6 +15,7 @@ from resilience_mcp.catalog.loader import load_documents
 from resilience_mcp.errors import InvalidInputError, NotFoundError
 from resilience_mcp.graph import build_graph
 from resilience_mcp.graph.features import (
+    flags_touching_service,
     get_feature,
     list_feature_flags,
     resolve_environment,
@@ -399,3 +400,62 @@ async def test_an_environment_is_found_by_its_name_or_by_the_tenant_it_serves(
     resolved = resolve_environment(graph, asked)
 
     assert (resolved.name, resolved.corrected_from is not None) == (name, corrected)
+
+
+async def test_every_list_of_flags_keeps_the_same_order_kill_switches_then_recent_by_key() -> None:
+    from benchmarks.synthetic import ANCHOR, load_synthetic
+
+    store = await Store.open("sqlite+aiosqlite://")
+    try:
+        await load_synthetic(store, "small", seed=3)
+        graph = await build_graph(store)
+        # Change every third flag within the last day: recent ones among both groups.
+        changed = sorted(graph.flags)[::3]
+        async with store.transaction() as session:
+            for i, name in enumerate(changed):
+                session.add(
+                    m.FlagChange(
+                        owner_ref=f"FeatureFlag:{name}",
+                        flag=name,
+                        environment="prod-us",
+                        at=ANCHOR - timedelta(hours=1 + i % 20),
+                        by="rollout-bot",
+                        from_state="off",
+                        to_state="on",
+                    )
+                )
+
+        def expected(names: set[str]) -> list[str]:
+            flags = [graph.flags[n] for n in names]
+            flags.sort(key=lambda f: (f.purpose != "kill-switch", f.name not in changed, f.key))
+            return [f.key for f in flags]
+
+        async def listed(**filters: str) -> list[str]:
+            keys: list[str] = []
+            offset = 0
+            while True:
+                page = await list_feature_flags(
+                    store, graph, ANCHOR, limit=7, offset=offset, **filters
+                )
+                keys += [f.key for f in page.flags]
+                assert page.page.total == len(expected(chosen))
+                if page.page.next_cursor is None:
+                    return keys
+                offset = int(page.page.next_cursor)
+
+        kinds = {f.purpose for f in graph.flags.values()}
+        assert "kill-switch" in kinds
+        assert len(kinds) > 2
+        chosen = set(graph.flags)
+        assert await listed() == expected(chosen)
+        for purpose in sorted(kinds):
+            chosen = {n for n, f in graph.flags.items() if f.purpose == purpose}
+            assert await listed(purpose=purpose) == expected(chosen)
+        service = max(graph.service_flags, key=lambda s: len(graph.service_flags[s]))
+        chosen = flags_touching_service(graph, service)
+        assert await listed(service=service) == expected(chosen)
+        for feature, flags in sorted(graph.feature_flags.items()):
+            chosen = set(flags)
+            assert await listed(feature=feature) == expected(chosen)
+    finally:
+        await store.close()

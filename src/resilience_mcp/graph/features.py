@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 from sqlalchemy import and_, or_
 from sqlmodel import col, select
@@ -245,31 +246,42 @@ def _summary(
 
 def _in_order(
     graph: CatalogGraph, names: Collection[str], recent: dict[str, FlagChangeView]
-) -> list[str]:
+) -> Iterator[str]:
     """The flags named, as lists show them: kill switches first, then what changed
-    recently, then by key."""
-    kill, other = _by_key(graph)
-    wanted = names if isinstance(names, (set, frozenset)) else set(names)
-    if not wanted.issuperset(graph.flags):
-        kill = [n for n in kill if n in wanted]
-        other = [n for n in other if n in wanted]
-    return [
-        *(n for n in kill if n in recent),
-        *(n for n in kill if n not in recent),
-        *(n for n in other if n in recent),
-        *(n for n in other if n not in recent),
-    ]
+    recently, then by key. Lazy over every flag, so a page reads only as far as it shows."""
+    order = _key_order(graph)
+    if len(names) < len(graph.flags) // 8:
+        # A few flags (a feature's, a service's): sorting them beats walking every flag.
+        yield from sorted(names, key=lambda n: (order.rank[n], n not in recent, order.key[n]))
+        return
+    every = len(names) == len(graph.flags)
+    for rank, group in enumerate((order.kill, order.other)):
+        changed = [n for n in recent if order.rank.get(n) == rank and (every or n in names)]
+        yield from sorted(changed, key=order.key.__getitem__)
+        yield from (n for n in group if n not in recent and (every or n in names))
 
 
-def _by_key(graph: CatalogGraph) -> tuple[list[str], list[str]]:
-    """The kill switches and the other flags, each by key. Kept with the graph: thousands
-    of flags would be sorted on every list."""
-    found: tuple[list[str], list[str]] | None = graph.derived.get("flags_by_key")
+@dataclass(frozen=True)
+class _KeyOrder:
+    """The kill switches and the other flags, each by key, with each flag's group (0 for a
+    kill switch) and key. Kept with the graph: thousands of flags would be sorted on every
+    list."""
+
+    kill: list[str]
+    other: list[str]
+    rank: dict[str, int]
+    key: dict[str, str]
+
+
+def _key_order(graph: CatalogGraph) -> _KeyOrder:
+    found: _KeyOrder | None = graph.derived.get("flags_by_key")
     if found is None:
         flags = sorted(graph.flags.values(), key=lambda f: f.key)
-        found = (
-            [f.name for f in flags if f.purpose == "kill-switch"],
-            [f.name for f in flags if f.purpose != "kill-switch"],
+        found = _KeyOrder(
+            kill=[f.name for f in flags if f.purpose == "kill-switch"],
+            other=[f.name for f in flags if f.purpose != "kill-switch"],
+            rank={f.name: 0 if f.purpose == "kill-switch" else 1 for f in flags},
+            key={f.name: f.key for f in flags},
         )
         graph.derived["flags_by_key"] = found
     return found
@@ -327,14 +339,14 @@ async def list_feature_flags(
     a state a flag system keeps says where and when it was synced."""
     notes: list[str] = []
     wanted_purpose, wanted_state = _purpose(purpose), _state(state)
-    names = set(graph.flags)
+    names: Collection[str] = graph.flags.keys()
     service_name = feature_name = env_name = None
     if service:
         service_name = note_correction(resolve_entity(graph, service, ("Service",)), notes).name
-        names &= flags_touching_service(graph, service_name)
+        names = flags_touching_service(graph, service_name)
     if feature:
         feature_name = note_correction(resolve_entity(graph, feature, ("Feature",)), notes).name
-        names &= graph.feature_flags.get(feature_name, set())
+        names = graph.feature_flags.get(feature_name, set()) & set(names)
     if environment:
         env_name = note_correction(resolve_environment(graph, environment), notes).name
 
@@ -342,10 +354,9 @@ async def list_feature_flags(
     recent_changes = await _recent_changes(
         store, graph, now - recent, now, where.scope if where else None
     )
-    # Filter and order on the rows; only the page shown is shaped into answers.
-    chosen = _in_order(
-        graph,
-        [
+    # Filter and order on the names; only the page shown is shaped into answers.
+    if wanted_purpose or wanted_state is not None:
+        names = {
             name
             for name in names
             if (not wanted_purpose or graph.flags[name].purpose == wanted_purpose)
@@ -353,12 +364,11 @@ async def list_feature_flags(
                 wanted_state is None
                 or _matches_state(_scoped_states(graph, name, where), wanted_state)
             )
-        ],
-        recent_changes,
-    )
+        }
+    page = islice(_in_order(graph, names, recent_changes), offset, offset + limit)
     shown = [
         _summary(graph, graph.flags[name], _flag_states(graph, name, where), recent_changes)
-        for name in chosen[offset : offset + limit]
+        for name in page
     ]
     await add_state_sources(store, shown, now, stale_after)
     return FlagListAnswer(
@@ -370,7 +380,7 @@ async def list_feature_flags(
         notes=notes,
         recent_hours=recent.total_seconds() / 3600,
         flags=shown,
-        page=PageInfo.of(len(chosen), len(shown), offset),
+        page=PageInfo.of(len(names), len(shown), offset),
     )
 
 
