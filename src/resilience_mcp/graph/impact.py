@@ -23,13 +23,12 @@ its own copy of the service.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence, Set
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
-from operator import itemgetter
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from sqlalchemy import select as select_rows
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -109,19 +108,6 @@ class FeatureHit:
         return (not self.reported, self.depth, not self.down, name)
 
 
-class CustomerHit(NamedTuple):
-    """An affected customer, before it is shown: only the page shown becomes a model. A
-    tuple, the cheapest to make of the thousands a shared service's outage reaches."""
-
-    name: str
-    plan: str | None
-    weight: float
-    down: bool
-    features: list[str]
-    # Sorted only when shown: most of the thousands are only counted.
-    environments: Set[str]
-
-
 @dataclass
 class Impact:
     """What a failure reaches, before it is cut into pages."""
@@ -136,8 +122,9 @@ class Impact:
     ranked: list[str] = field(default_factory=list)
     # Affected features, in rank order.
     features: dict[str, FeatureHit] = field(default_factory=dict)
-    # Affected customers, enterprise first, then by weight.
-    customers: list[CustomerHit] = field(default_factory=list)
+    # Affected customers' names, enterprise first, then by weight: of the thousands a
+    # shared service's outage reaches, most are only counted.
+    customers: list[str] = field(default_factory=list)
 
     def status(self, service: str) -> Literal["failing", "down", "degraded"]:
         if service in self.failing:
@@ -224,65 +211,72 @@ def _features(
     return dict(sorted(found.items(), key=lambda item: item[1].rank(item[0])))
 
 
-def _customers(graph: CatalogGraph, impact: Impact) -> list[CustomerHit]:
+def _customers(graph: CatalogGraph, impact: Impact) -> list[str]:
     """Customers entitled to an affected feature and served where the failure is."""
-    # Features in rank order, so each customer's list starts with the most telling one. An
-    # outage of a shared service reaches thousands of customers through thousands of
-    # entitlements: this loop is the bulk of an impact answer's own work.
-    entitled: defaultdict[str, list[str]] = defaultdict(list)
-    for feature in impact.features:
-        for customer in graph.feature_customers.get(feature, ()):
-            entitled[customer].append(feature)
-
-    down_features = {name for name, hit in impact.features.items() if hit.down}
-    found = []
-    plans = _customer_plans(graph)
+    entitled: set[str] = set().union(
+        *(graph.feature_customers.get(feature, ()) for feature in impact.features)
+    )
     affected = impact.affected_envs
-    no_environments: set[str] = set()
-    for name, features in entitled.items():
-        served = graph.customer_environments.get(name, no_environments)
-        where = served & affected if affected else served
+    if affected is not None:
+        served = graph.customer_environments
         # A customer whose environments are not recorded is taken as served everywhere.
-        if affected is not None and served and not where:
-            continue
-        plan, weight, rank = plans[name]
-        down = not down_features.isdisjoint(features)
-        found.append((rank, -weight, name, CustomerHit(name, plan, weight, down, features, where)))
-    found.sort(key=itemgetter(0, 1, 2))
-    return [hit for *_, hit in found]
+        entitled = {
+            name
+            for name in entitled
+            if not (where := served.get(name)) or not where.isdisjoint(affected)
+        }
+    return sorted(entitled, key=_customer_order(graph).__getitem__)
 
 
-def _customer_plans(graph: CatalogGraph) -> dict[str, tuple[str | None, float, int]]:
-    """Each customer's plan, weight and plan rank, kept with the graph: an outage of a
-    shared service reaches thousands of customers, each read and sorted by these."""
-    plans: dict[str, tuple[str | None, float, int]] | None = graph.derived.get("customer_plans")
-    if plans is None:
-        plans = {name: (c.plan, c.weight, plan_rank(c.plan)) for name, c in graph.customers.items()}
-        graph.derived["customer_plans"] = plans
-    return plans
-
-
-def _customer_models(graph: CatalogGraph, hits: list[CustomerHit]) -> list[AffectedCustomer]:
-    return [
-        AffectedCustomer(
-            name=hit.name,
-            title=graph.customers[hit.name].title,
-            plan=hit.plan,
-            weight=hit.weight,
-            status="down" if hit.down else "degraded",
-            features=hit.features[:INNER],
-            environments=sorted(hit.environments)[:INNER],
+def _customer_order(graph: CatalogGraph) -> dict[str, int]:
+    """Each customer's place in every list of customers (by plan, then weight, then name),
+    kept with the graph: an outage of a shared service reaches thousands of customers."""
+    order: dict[str, int] | None = graph.derived.get("customer_order")
+    if order is None:
+        ranked = sorted(
+            graph.customers.values(), key=lambda c: (plan_rank(c.plan), -c.weight, c.name)
         )
-        for hit in hits
-    ]
+        order = {c.name: place for place, c in enumerate(ranked)}
+        graph.derived["customer_order"] = order
+    return order
 
 
-def _by_plan(customers: list[CustomerHit]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for customer in customers:
-        plan = customer.plan or "unknown"
-        counts[plan] = counts.get(plan, 0) + 1
+def _customer_models(
+    graph: CatalogGraph, impact: Impact, names: list[str]
+) -> list[AffectedCustomer]:
+    """The customers shown, each with its affected features in rank order (the most
+    telling first) and the environments where it feels the failure."""
+    rank = {feature: place for place, feature in enumerate(impact.features)}
+    affected = impact.affected_envs
+    shown = []
+    for name in names:
+        customer = graph.customers[name]
+        features = sorted(
+            (f for f in graph.customer_features.get(name, ()) if f in rank), key=rank.__getitem__
+        )
+        served = graph.customer_environments.get(name, set())
+        where = served & affected if affected else served
+        shown.append(
+            AffectedCustomer(
+                name=name,
+                title=customer.title,
+                plan=customer.plan,
+                weight=customer.weight,
+                status="down" if any(impact.features[f].down for f in features) else "degraded",
+                features=features[:INNER],
+                environments=sorted(where)[:INNER],
+            )
+        )
+    return shown
+
+
+def _by_plan(graph: CatalogGraph, names: list[str]) -> dict[str, int]:
+    counts = Counter(graph.customers[name].plan or "unknown" for name in names)
     return dict(sorted(counts.items(), key=lambda item: (plan_rank(item[0]), item[0])))
+
+
+def _weight(graph: CatalogGraph, names: list[str]) -> float:
+    return sum(graph.customers[name].weight for name in names)
 
 
 # The answer of impact_of_incident
@@ -447,10 +441,10 @@ def _shape(
         features_page=ListCut.of(len(impact.features), min(limit, len(impact.features))),
         flags=levers,
         flags_page=ListCut.of(levers_total, len(levers)),
-        customers=_customer_models(graph, customers[:limit]),
+        customers=_customer_models(graph, impact, customers[:limit]),
         customers_page=ListCut.of(len(customers), min(limit, len(customers))),
-        customers_by_plan=_by_plan(customers),
-        customers_weight=sum(c.weight for c in customers),
+        customers_by_plan=_by_plan(graph, customers),
+        customers_weight=_weight(graph, customers),
         owners=owners,
         owners_page=ListCut.of(owners_total, len(owners)),
         deployments=[],
@@ -833,7 +827,7 @@ def compute_customer_impact(
     envs = [_resolve_environment(graph, environment, notes)] if environment else []
 
     impact = find_impact(graph, failing, envs, reported_features=features)
-    page = _customer_models(graph, impact.customers[offset : offset + limit])
+    page = _customer_models(graph, impact, impact.customers[offset : offset + limit])
     return CustomerImpactAnswer(
         started_from=" and ".join(said),
         failing=impact.failing,
@@ -844,8 +838,8 @@ def compute_customer_impact(
         features_page=ListCut.of(len(impact.features), min(limit, len(impact.features))),
         customers=page,
         page=PageInfo.of(len(impact.customers), len(page), offset),
-        by_plan=_by_plan(impact.customers),
-        total_weight=sum(c.weight for c in impact.customers),
+        by_plan=_by_plan(graph, impact.customers),
+        total_weight=_weight(graph, impact.customers),
     )
 
 
