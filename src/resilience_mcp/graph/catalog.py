@@ -127,6 +127,15 @@ class CatalogGraph:
         }
         return by_kind.get(kind, {})
 
+    def tiers(self) -> dict[str, int]:
+        """Each service's tier, 9 (the least critical) when it has none; kept with the graph,
+        since rankings read the tier of every service a walk reaches."""
+        tiers: dict[str, int] | None = self.derived.get("tiers")
+        if tiers is None:
+            tiers = {name: service.tier or 9 for name, service in self.services.items()}
+            self.derived["tiers"] = tiers
+        return tiers
+
     def environment_scope(self, environment: str) -> set[str]:
         """An environment and every tenant or cell below it."""
         scope, todo = set(), [environment]

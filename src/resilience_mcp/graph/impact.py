@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import select as select_rows
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -136,11 +136,6 @@ class Impact:
         return self.ranked
 
 
-def _tier(graph: CatalogGraph, service: str) -> int:
-    svc = graph.services.get(service)
-    return svc.tier if svc is not None and svc.tier else 9
-
-
 # The impact of failing services
 
 
@@ -160,7 +155,7 @@ def find_impact(
 
     walk = walk_dependencies(graph, failing, "up", allowed=runs_there)
     impact = Impact(failing=list(walk.starts), walk=walk, affected_envs=affected)
-    impact.ranked = [*impact.failing, *walk.ranked(lambda s: _tier(graph, s))]
+    impact.ranked = [*impact.failing, *walk.ranked(graph.tiers())]
     impact.features = _features(graph, impact, reported_features)
     impact.customers = _customers(graph, impact)
     return impact
@@ -225,20 +220,30 @@ def _customers(graph: CatalogGraph, impact: Impact) -> list[str]:
             for name in entitled
             if not (where := served.get(name)) or not where.isdisjoint(affected)
         }
-    return sorted(entitled, key=_customer_order(graph).__getitem__)
+    facts = _customer_facts(graph)
+    return sorted(entitled, key=lambda name: facts[name].place)
 
 
-def _customer_order(graph: CatalogGraph) -> dict[str, int]:
-    """Each customer's place in every list of customers (by plan, then weight, then name),
-    kept with the graph: an outage of a shared service reaches thousands of customers."""
-    order: dict[str, int] | None = graph.derived.get("customer_order")
-    if order is None:
+class _CustomerFacts(NamedTuple):
+    place: int  # in every list of customers: by plan, then weight, then name
+    plan: str
+    weight: float
+
+
+def _customer_facts(graph: CatalogGraph) -> dict[str, _CustomerFacts]:
+    """What lists and counts of customers read of each, kept with the graph: an outage of
+    a shared service reaches thousands of customers."""
+    facts: dict[str, _CustomerFacts] | None = graph.derived.get("customer_facts")
+    if facts is None:
         ranked = sorted(
             graph.customers.values(), key=lambda c: (plan_rank(c.plan), -c.weight, c.name)
         )
-        order = {c.name: place for place, c in enumerate(ranked)}
-        graph.derived["customer_order"] = order
-    return order
+        facts = {
+            c.name: _CustomerFacts(place, c.plan or "unknown", c.weight)
+            for place, c in enumerate(ranked)
+        }
+        graph.derived["customer_facts"] = facts
+    return facts
 
 
 def _customer_models(
@@ -271,12 +276,14 @@ def _customer_models(
 
 
 def _by_plan(graph: CatalogGraph, names: list[str]) -> dict[str, int]:
-    counts = Counter(graph.customers[name].plan or "unknown" for name in names)
+    facts = _customer_facts(graph)
+    counts = Counter(facts[name].plan for name in names)
     return dict(sorted(counts.items(), key=lambda item: (plan_rank(item[0]), item[0])))
 
 
 def _weight(graph: CatalogGraph, names: list[str]) -> float:
-    return sum(graph.customers[name].weight for name in names)
+    facts = _customer_facts(graph)
+    return sum(facts[name].weight for name in names)
 
 
 # The answer of impact_of_incident

@@ -66,7 +66,7 @@ def _flowchart(
     styles: Sequence[str],
     max_nodes: int,
 ) -> str:
-    ranked = walk.ranked(lambda n: _tier(graph, n))
+    ranked = walk.ranked(graph.tiers())
     chosen = list(walk.starts)
     for name in ranked:
         if len(chosen) >= max_nodes:
@@ -110,8 +110,3 @@ def _edges(graph: CatalogGraph, walk: Walk, chosen: list[str], ids: dict[str, st
         arrow = "-->" if hard else "-.->"
         lines.append(f"{ids[source]} {arrow} {ids[target]}")
     return lines
-
-
-def _tier(graph: CatalogGraph, name: str) -> int:
-    svc = graph.services.get(name)
-    return svc.tier if svc is not None and svc.tier else 9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -102,14 +103,10 @@ def _first_pairs(
     return None
 
 
-def _by_tier(graph: CatalogGraph, names: object) -> list[str]:
+def _by_tier(graph: CatalogGraph, names: Iterable[str]) -> list[str]:
     """Services most critical first: their owner speaks for what they implement."""
-
-    def key(name: str) -> tuple[int, str]:
-        svc = graph.services.get(name)
-        return (svc.tier if svc and svc.tier else 9, name)
-
-    return sorted(names, key=key)  # type: ignore[call-overload, no-any-return]
+    tiers = graph.tiers()
+    return sorted(names, key=lambda name: (tiers.get(name, 9), name))
 
 
 def find_on_call(graph: CatalogGraph, team: str, at: datetime) -> list[OnCallShift]:

@@ -120,14 +120,15 @@ def find_risks(
 
 def _ranked(graph: CatalogGraph, kind: RiskKind, counts: DependentCounts) -> list[str]:
     names = list(graph.services)
+    tiers = graph.tiers()
     if kind == "single_points_of_failure":
         names = [n for n in names if counts.hard.get(n, 0) > 0]
-        return sorted(names, key=lambda n: (-counts.hard[n], -counts.every[n], _tier(graph, n), n))
+        return sorted(names, key=lambda n: (-counts.hard[n], -counts.every[n], tiers[n], n))
     if kind == "most_dependents":
         names = [n for n in names if counts.every.get(n, 0) > 0]
-        return sorted(names, key=lambda n: (-counts.every[n], -counts.hard[n], _tier(graph, n), n))
+        return sorted(names, key=lambda n: (-counts.every[n], -counts.hard[n], tiers[n], n))
     unowned = [n for n in names if service_owner(graph, n) is None]
-    return sorted(unowned, key=lambda n: (_tier(graph, n), -counts.every.get(n, 0), n))
+    return sorted(unowned, key=lambda n: (tiers[n], -counts.every.get(n, 0), n))
 
 
 def _service_item(
@@ -190,8 +191,3 @@ def _cycle_item(graph: CatalogGraph, members: list[str], cycle: list[str], hard:
         hard_cycle=hard,
         detail=f"{len(members)} services in a loop, {strength}: {' -> '.join(cycle)}",
     )
-
-
-def _tier(graph: CatalogGraph, name: str) -> int:
-    svc = graph.services.get(name)
-    return svc.tier if svc is not None and svc.tier else 9

@@ -13,7 +13,7 @@ catalog was loaded. Cycles are harmless: every node is visited once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -110,10 +110,12 @@ class Walk:
         chain.reverse()
         return chain
 
-    def ranked(self, tier: Callable[[str], int]) -> list[str]:
-        """Reached nodes nearest first, hard before soft, then most critical, then name."""
+    def ranked(self, tiers: Mapping[str, int]) -> list[str]:
+        """Reached nodes nearest first, hard before soft, then most critical (by `tiers`,
+        9 when not there), then name."""
         return sorted(
-            self.reached(), key=lambda n: (self.depth(n), n not in self.hard_depth, tier(n), n)
+            self.reached(),
+            key=lambda n: (self.depth(n), n not in self.hard_depth, tiers.get(n, 9), n),
         )
 
 
@@ -275,7 +277,7 @@ def get_dependencies(
     walk = walk_dependencies(
         graph, [resolved.name], direction, max_depth=depth, include_soft=include_soft
     )
-    ranked = walk.ranked(lambda n: _tier(graph, n))
+    ranked = walk.ranked(graph.tiers())
     page = ranked[offset : offset + limit]
     cycles = [cycle for members, cycle, _ in find_cycles(graph) if resolved.name in members]
     return DependenciesAnswer(
@@ -359,8 +361,3 @@ def _links(graph: CatalogGraph, path: list[str]) -> list[DependencyLink]:
             )
         )
     return links
-
-
-def _tier(graph: CatalogGraph, name: str) -> int:
-    svc = graph.services.get(name)
-    return svc.tier if svc is not None and svc.tier else 9
