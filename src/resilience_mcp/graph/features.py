@@ -249,7 +249,7 @@ def _in_order(
 ) -> Iterator[str]:
     """The flags named, as lists show them: kill switches first, then what changed
     recently, then by key. Lazy over every flag, so a page reads only as far as it shows."""
-    order = _key_order(graph)
+    order = flag_order(graph)
     if len(names) < len(graph.flags) // 8:
         # A few flags (a feature's, a service's): sorting them beats walking every flag.
         yield from sorted(names, key=lambda n: (order.rank[n], n not in recent, order.key[n]))
@@ -262,10 +262,10 @@ def _in_order(
 
 
 @dataclass(frozen=True)
-class _KeyOrder:
+class FlagOrder:
     """The kill switches and the other flags, each by key, with each flag's group (0 for a
-    kill switch) and key. Kept with the graph: thousands of flags would be sorted on every
-    list."""
+    kill switch) and key. Kept with the graph: lists of flags (and of the flags an outage
+    reaches) would read thousands of rows on every call."""
 
     kill: list[str]
     other: list[str]
@@ -273,11 +273,11 @@ class _KeyOrder:
     key: dict[str, str]
 
 
-def _key_order(graph: CatalogGraph) -> _KeyOrder:
-    found: _KeyOrder | None = graph.derived.get("flags_by_key")
+def flag_order(graph: CatalogGraph) -> FlagOrder:
+    found: FlagOrder | None = graph.derived.get("flags_by_key")
     if found is None:
         flags = sorted(graph.flags.values(), key=lambda f: f.key)
-        found = _KeyOrder(
+        found = FlagOrder(
             kill=[f.name for f in flags if f.purpose == "kill-switch"],
             other=[f.name for f in flags if f.purpose != "kill-switch"],
             rank={f.name: 0 if f.purpose == "kill-switch" else 1 for f in flags},

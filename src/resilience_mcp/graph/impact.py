@@ -40,7 +40,7 @@ from resilience_mcp.graph.cards import DEPLOYMENT_COLUMNS, flag_state_text, owne
 from resilience_mcp.graph.cards import resolve_entity as resolve_name
 from resilience_mcp.graph.catalog import CatalogGraph
 from resilience_mcp.graph.changes import ChangeScope, change_scope
-from resilience_mcp.graph.features import resolve_environment, resolve_flag
+from resilience_mcp.graph.features import flag_order, resolve_environment, resolve_flag
 from resilience_mcp.graph.incidents import SUMMARY_COLUMNS
 from resilience_mcp.graph.mermaid import impact_flowchart
 from resilience_mcp.graph.owners import find_owner
@@ -508,41 +508,54 @@ def _feature_list(graph: CatalogGraph, impact: Impact, limit: int) -> list[Impac
 
 @dataclass
 class _Levers:
-    """The flags on affected features and services, ranked, with why each is one and the
-    affected services that read it."""
+    """The flags on affected features and services, ranked, with what made each one (the
+    feature it controls or the service that reads it, said in words only when shown) and
+    the affected services that read it."""
 
     ranked: list[str]
-    why: dict[str, str]
+    found_by: dict[str, tuple[str, str]]
+    named: set[str]
     readers: dict[str, list[str]]
+    impact: Impact
+
+    def why(self, flag: str) -> str:
+        kind, name = self.found_by.get(flag, ("", ""))
+        if kind == "feature":
+            state = "down" if self.impact.features[name].down else "degraded"
+            reason = f"controls feature {name} ({state})"
+        elif kind == "service":
+            reason = f"read by {name} ({self.impact.status(name)})"
+        else:
+            reason = "not on an affected feature"
+        return f"{NAMED}; {reason}" if flag in self.named else reason
 
 
 def _rank_levers(graph: CatalogGraph, impact: Impact, named: Sequence[str]) -> _Levers:
     """Kill switches first, then the flags the incident names, then by how telling the
     feature or service they relate to is."""
     rank: dict[str, tuple[int, int]] = {}
-    why: dict[str, str] = {}
+    found_by: dict[str, tuple[str, str]] = {}
     readers: dict[str, list[str]] = {}
-    for position, (feature, hit) in enumerate(impact.features.items()):
+    for position, feature in enumerate(impact.features):
         for flag in graph.feature_flags.get(feature, ()):
             if flag not in rank:
                 rank[flag] = (0, position)
-                why[flag] = f"controls feature {feature} ({'down' if hit.down else 'degraded'})"
+                found_by[flag] = ("feature", feature)
     for position, service in enumerate(impact.services()):
         for flag in graph.service_flags.get(service, ()):
             readers.setdefault(flag, []).append(service)
             if flag not in rank:
                 rank[flag] = (1, position)
-                why[flag] = f"read by {service} ({impact.status(service)})"
-    for flag in named:
-        if flag in graph.flags:
-            rank[flag] = (-1, 0)
-            why[flag] = f"{NAMED}; " + why.get(flag, "not on an affected feature")
-
-    def order(flag: str) -> tuple[bool, tuple[int, int], str]:
-        return (graph.flags[flag].purpose != "kill-switch", rank[flag], graph.flags[flag].key)
-
-    ranked = sorted((f for f in why if f in graph.flags), key=order)
-    return _Levers(ranked, why, readers)
+                found_by[flag] = ("service", service)
+    known = {flag for flag in named if flag in graph.flags}
+    for flag in known:
+        rank[flag] = (-1, 0)
+    order = flag_order(graph)
+    ranked = sorted(
+        (f for f in rank if f in order.rank),
+        key=lambda f: (order.rank[f], rank[f], order.key[f]),
+    )
+    return _Levers(ranked, found_by, known, readers, impact)
 
 
 def _levers(
@@ -558,7 +571,7 @@ def _levers(
             feature=graph.flags[flag].feature,
             services=levers.readers.get(flag, [])[:INNER],
             states=_states(graph, flag, envs),
-            why=levers.why[flag],
+            why=levers.why(flag),
         )
         for flag in levers.ranked[:limit]
     ]
