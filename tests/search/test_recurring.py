@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -70,3 +71,36 @@ async def test_the_dfds_recurring_postmortems_are_grouped(store: Store) -> None:
     ]
     for expected in same_title:
         assert any(expected <= group for group in groups), expected
+
+
+async def test_likeness_does_not_chain_one_cause_into_the_next() -> None:
+    """Templated incidents (ten symptoms, ten causes, many services) are each like many
+    others in part; linked pair by pair they would make one group of everything."""
+    from benchmarks.synthetic import ANCHOR, generate, load_synthetic
+
+    from resilience_mcp.search import recurring
+
+    documents = list(generate("small", seed=1, incidents=300))
+    told = {
+        doc["metadata"]["name"]: (doc["metadata"]["title"].split(" on ")[0], doc["spec"]["trigger"])
+        for doc in documents
+        if doc["kind"] == "Incident"
+    }
+    store = await Store.open("sqlite+aiosqlite://")
+    try:
+        await load_synthetic(store, "small", seed=1, incidents=300)
+        async with store.session() as session:
+            incidents = await recurring._load(session, ANCHOR.replace(year=2020), None)
+    finally:
+        await store.close()
+
+    groups = [members for _, _, _, members in recurring._cause_groups(incidents)]
+
+    assert len(incidents) == len(told) == 300
+    assert len(groups) >= 10
+    for members in groups:
+        assert len(members) <= len(incidents) // 4
+        symptoms = Counter(told[i.key][0] for i in members)
+        causes = Counter(told[i.key][1] for i in members)
+        alike = max(symptoms.most_common(1)[0][1], causes.most_common(1)[0][1])
+        assert alike >= 0.7 * len(members), (symptoms, causes)

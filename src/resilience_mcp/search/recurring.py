@@ -7,6 +7,12 @@ summary if there is no root cause) reads alike: a TF-IDF cosine over those words
 least `SIMILAR`. They share a symptom when their titles say the same thing (most of their
 words in common). Linked incidents form one group, however long the chain; a group is a
 root-cause group when any of its links is.
+
+Likeness is partial, so a chain of alike pairs could walk from one cause to the next
+(a config change in prod-eu, a DNS change in prod-eu, a DNS change in prod-us, ...) and
+end as one group of everything. Two groups join by likeness only when they read alike
+as wholes too (the mean likeness of their members at least SIMILAR), and a shared
+symptom never joins two groups that each have a cause of their own.
 """
 
 from __future__ import annotations
@@ -162,9 +168,13 @@ class _Links:
     """Union-find over incident positions, keeping a few reasons per group and whether any
     link in it is a shared cause (not only a title)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, vectors: list[dict[str, float]]) -> None:
+        size = len(vectors)
+        self.vectors = vectors
         self.parent = list(range(size))
         self.members = [{at} for at in range(size)]
+        # Each group's vectors summed: what the group as a whole is about.
+        self.sums = [dict(v) for v in vectors]
         # Thousands of links may join one group; only the first EVIDENCE are shown.
         self.evidence: dict[int, list[str]] = defaultdict(list)
         self.causal: set[int] = set()
@@ -192,6 +202,7 @@ class _Links:
             self.parent[small] = big
             self.members[big] |= self.members[small]
             self.members[small] = set()
+            self._add_sum(big, small)
             self.evidence[big] = kept
             if {ra, rb} & self.causal:
                 self.causal -= {ra, rb}
@@ -203,6 +214,30 @@ class _Links:
         if cause:
             self.causal.add(rb)
         self.joins += 1
+
+    def _add_sum(self, big: int, small: int) -> None:
+        total = self.sums[big]
+        for t, w in self.sums[small].items():
+            total[t] = total.get(t, 0.0) + w
+        self.sums[small] = {}
+
+    def cohesive(self, a: int, b: int) -> bool:
+        """Whether the groups of `a` and `b`, taken whole, read alike: the mean likeness of
+        a member of one to a member of the other (their summed vectors' dot over the
+        number of pairs) is at least SIMILAR. For two lone incidents that is their own
+        likeness; for groups it keeps one topic from chaining into the next."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        one, other = sorted((self.sums[ra], self.sums[rb]), key=len)
+        dot = sum(w * other[t] for t, w in one.items() if t in other)
+        return dot >= SIMILAR * len(self.members[ra]) * len(self.members[rb])
+
+    def may_share_symptom(self, a: int, b: int) -> bool:
+        """A shared symptom joins groups unless each already has a cause of its own: two
+        causes that look the same from outside are still two causes."""
+        ra, rb = self.find(a), self.find(b)
+        return ra == rb or ra not in self.causal or rb not in self.causal
 
     def unsettled(self, at: int, candidates: set[int], *, cause: bool = True) -> Iterator[int]:
         """`candidates` in order, less those in `at`'s group while a link inside it would
@@ -226,7 +261,7 @@ def _cause_groups(
     incidents: list[_Incident],
 ) -> list[tuple[str, str, list[str], list[_Incident]]]:
     keys = [i.key for i in incidents]
-    links = _Links(len(incidents))
+    links = _Links(_vectors(incidents))
     for a, b in _references(incidents):
         links.join(a, b, f"{keys[a]} names {keys[b]}")
     for a, b, commit in _same_commit(incidents):
@@ -271,7 +306,9 @@ def _link_same_title(incidents: list[_Incident], links: _Links) -> None:
             seen.update(index[word])
         for other in links.unsettled(at, seen, cause=False):
             shared = titles[other]
-            if len(words & shared) / len(words | shared) >= SAME_TITLE:
+            if len(words & shared) / len(words | shared) >= SAME_TITLE and links.may_share_symptom(
+                other, at
+            ):
                 first, second = sorted((keys[other], keys[at]))
                 links.join(other, at, f"{first} and {second} have the same title", cause=False)
         for word in prefix:
@@ -301,17 +338,10 @@ def _same_commit(incidents: list[_Incident]) -> list[tuple[int, int, str]]:
     return [(ats[0], other, c) for c, ats in by_commit.items() for other in ats[1:]]
 
 
-def _link_alike(incidents: list[_Incident], links: _Links) -> None:
-    """Join incidents whose cause texts have a TF-IDF cosine of at least SIMILAR.
-
-    Words in more than a quarter of the incidents say nothing about a shared cause and are
-    left out of the dot product (not of the norm). The pairs are found as in all-pairs
-    similarity search: each vector indexes only its rarest words, leaving out the commonest
-    ones while their weights' norm stays under SIMILAR. Two vectors whose dot reaches
-    SIMILAR cannot owe it to those left-out words alone, so they meet in the index; only the
-    pairs that meet are scored, and not even those when the link would add nothing.
-    """
-    keys = [i.key for i in incidents]
+def _vectors(incidents: list[_Incident]) -> list[dict[str, float]]:
+    """Each incident's TF-IDF vector of its cause text (kept on it, to label groups), less
+    the words in more than a quarter of the incidents: those say nothing about a shared
+    cause and are left out of every comparison (not of the norm)."""
     terms: list[list[str]] = []
     for item in incidents:
         found, stems = _stemmed(item.cause, 64)
@@ -327,17 +357,45 @@ def _link_alike(incidents: list[_Incident], links: _Links) -> None:
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         item.vector = {t: w / norm for t, w in weights.items()}
         vectors.append({t: w for t, w in item.vector.items() if df[t] <= common})
+    return vectors
 
+
+def _link_alike(incidents: list[_Incident], links: _Links) -> None:
+    """Join incidents whose cause texts have a TF-IDF cosine of at least SIMILAR, when
+    their groups as wholes read alike too (`_Links.cohesive`).
+
+    The pairs are found as in all-pairs similarity search: each vector indexes only its
+    rarest words, leaving out the commonest ones while their weights' norm stays under
+    SIMILAR. Two vectors whose dot reaches SIMILAR cannot owe it to those left-out words
+    alone, so they meet in the index; only the pairs that meet are scored, and not even
+    those when the link would add nothing.
+    """
+    keys = [i.key for i in incidents]
+    vectors = links.vectors
+    df = Counter(t for vector in vectors for t in vector)
     index: dict[str, list[int]] = defaultdict(list)
     for at, vector in enumerate(vectors):
         seen: set[int] = set()
         for t in vector:
             seen.update(index.get(t, ()))
+        # Groups found not to read like this incident's, until its group changes.
+        apart: set[int] = set()
+        joins = links.joins
         for other in links.unsettled(at, seen):
+            if links.joins != joins:
+                apart.clear()
+                joins = links.joins
+            group = links.find(other)
+            if group in apart:
+                continue
             them = vectors[other]
             score = sum(w * them[t] for t, w in vector.items() if t in them)
-            if score >= SIMILAR:
+            if score < SIMILAR:
+                continue
+            if links.cohesive(other, at):
                 links.join(other, at, f"{keys[other]} and {keys[at]} read alike ({score:.2f})")
+            else:
+                apart.add(group)
         left_out = 0.0
         for t in sorted(vector, key=lambda t: (-df[t], t)):
             left_out += vector[t] ** 2
