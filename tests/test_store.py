@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import case, func, inspect, text
 from sqlmodel import col
 
 from resilience_mcp.errors import StoreError
@@ -22,6 +22,7 @@ from resilience_mcp.store import (
     counted_page,
     counted_rows,
     default_db_url,
+    tallied_rows,
 )
 
 pytestmark = pytest.mark.anyio
@@ -260,3 +261,23 @@ async def test_counted_rows_read_only_the_columns_asked_for_and_end_each_row_wit
 
     assert total == 3
     assert [tuple(row) for row in rows] == [("bot-0", 3), ("bot-1", 3)]
+
+
+async def test_tallied_rows_carry_every_tally_on_the_page_and_past_its_end(store: Store) -> None:
+    async with store.session() as session:
+        session.add_all(AuditRecord(tool="flip" if i % 3 else "declare") for i in range(10))
+        await session.commit()
+    by_id = [col(AuditRecord.id)]
+    tallies = (func.count(), func.count(case((col(AuditRecord.tool) == "declare", 1))))
+
+    async with store.session() as session:
+        counts, rows = await tallied_rows(
+            session, AuditRecord, [col(AuditRecord.id)], [], by_id, 3, tallies=tallies
+        )
+        past, beyond = await tallied_rows(
+            session, AuditRecord, [col(AuditRecord.id)], [], by_id, 3, 20, tallies=tallies
+        )
+
+    assert counts == past == [10, 4]
+    assert [tuple(row) for row in rows] == [(1, 10, 4), (2, 10, 4), (3, 10, 4)]
+    assert beyond == []

@@ -55,6 +55,7 @@ __all__ = [
     "counted_page",
     "counted_rows",
     "default_db_url",
+    "tallied_rows",
     "tracked_writes",
 ]
 
@@ -400,21 +401,41 @@ async def counted_rows(
     offset: int = 0,
 ) -> tuple[int, list[Any]]:
     """`counted_page` reading only `columns` (or entities) of each row: a listing that shows
-    a few fields skips decoding the others.
+    a few fields skips decoding the others. Each row ends with the count."""
+    (total,), rows = await tallied_rows(session, table, columns, where, order, limit, offset)
+    return total, rows
 
-    One statement: the count rides on every row of the page as an uncorrelated subquery,
+
+async def tallied_rows(
+    session: AsyncSession,
+    table: type[SQLModel],
+    columns: Sequence[Any],
+    where: Sequence[Any],
+    order: Sequence[Any],
+    limit: int,
+    offset: int = 0,
+    *,
+    tallies: Sequence[Any] = (func.count(),),
+) -> tuple[list[int], list[Any]]:
+    """`columns` of a page of the rows of `table` matching `where`, and `tallies`
+    (aggregates such as `func.count()`) over all of those rows.
+
+    One statement: each tally rides on every row of the page as an uncorrelated subquery,
     which either engine computes once. Only a page past the end, which has no row to carry
-    it, takes a second statement for the count. Each row ends with that count.
+    them, takes a second statement for the tallies. Each row ends with them.
     """
-    count = select(func.count()).select_from(table).where(*where)
-    total = count.scalar_subquery().correlate(None)
-    page = select_rows(*columns, total).where(*where).order_by(*order).offset(offset).limit(limit)
-    rows: list[Any] = list((await session.execute(page)).all())
+    carried = [
+        select(tally).select_from(table).where(*where).scalar_subquery().correlate(None)
+        for tally in tallies
+    ]
+    page = select_rows(*columns, *carried).where(*where).order_by(*order)
+    rows: list[Any] = list((await session.execute(page.offset(offset).limit(limit))).all())
     if rows:
-        return int(rows[0][-1]), rows
+        return [int(value) for value in rows[0][len(columns) :]], rows
     if offset == 0:
-        return 0, []
-    return int((await session.execute(count)).scalar_one()), []
+        return [0] * len(tallies), []
+    alone = select_rows(*tallies).select_from(table).where(*where)
+    return [int(value) for value in (await session.execute(alone)).one()], []
 
 
 async def bump_confirm_version(session: AsyncSession) -> None:

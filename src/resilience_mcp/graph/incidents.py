@@ -38,7 +38,7 @@ from resilience_mcp.models.incidents import (
     TaskList,
     TimelineItem,
 )
-from resilience_mcp.store import Store, chunks, counted_rows
+from resilience_mcp.store import Store, chunks, counted_rows, tallied_rows
 
 __all__ = [
     "INCIDENT_STATUSES",
@@ -507,28 +507,26 @@ async def list_remediation_tasks(
         filters.append(late)
     elif overdue is False:
         filters.append(~late | col(m.RemediationTask.due_date).is_(None))
-    # Both counts in one pass over the matching tasks.
-    counts = select(func.count(), func.count(case((late, 1)))).select_from(m.RemediationTask)
-    async with store.session() as session:
-        total, late_count = (await session.execute(counts.where(*filters))).one()
-        rows = await session.execute(
-            select(m.RemediationTask)
-            .where(*filters)
-            .order_by(
-                case((late, 0), else_=1),
-                col(m.RemediationTask.priority),
-                col(m.RemediationTask.due_date),
-                col(m.RemediationTask.name),
-            )
-            .offset(offset)
-            .limit(limit)
-        )
-        tasks = [task_brief(t, now) for t in rows.scalars().all()]
-    return TaskList(
-        tasks=tasks,
-        overdue=int(late_count),
-        page=PageInfo.of(int(total), len(tasks), offset),
+    order = (
+        case((late, 0), else_=1),
+        col(m.RemediationTask.priority),
+        col(m.RemediationTask.due_date),
+        col(m.RemediationTask.name),
     )
+    async with store.session() as session:
+        # The page, how many match and how many of those are late: one statement.
+        (total, late_count), rows = await tallied_rows(
+            session,
+            m.RemediationTask,
+            [m.RemediationTask],
+            filters,
+            order,
+            limit,
+            offset,
+            tallies=(func.count(), func.count(case((late, 1)))),
+        )
+        tasks = [task_brief(row[0], now) for row in rows]
+    return TaskList(tasks=tasks, overdue=late_count, page=PageInfo.of(total, len(tasks), offset))
 
 
 def _task_filters(
