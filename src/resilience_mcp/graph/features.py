@@ -346,7 +346,7 @@ async def list_feature_flags(
         names = flags_touching_service(graph, service_name)
     if feature:
         feature_name = note_correction(resolve_entity(graph, feature, ("Feature",)), notes).name
-        names = graph.feature_flags.get(feature_name, set()) & set(names)
+        names = {n for n in graph.feature_flags.get(feature_name, ()) if n in names}
     if environment:
         env_name = note_correction(resolve_environment(graph, environment), notes).name
 
