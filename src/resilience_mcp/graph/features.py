@@ -44,7 +44,9 @@ from resilience_mcp.store import Store, counted_page
 __all__ = [
     "PURPOSES",
     "RECENT",
+    "FlagOrder",
     "flag_change_view",
+    "flag_order",
     "flags_touching_service",
     "get_feature",
     "get_flag_history",
@@ -274,6 +276,7 @@ class FlagOrder:
 
 
 def flag_order(graph: CatalogGraph) -> FlagOrder:
+    """The graph's flags in the order lists show them, made on first use."""
     found: FlagOrder | None = graph.derived.get("flags_by_key")
     if found is None:
         flags = sorted(graph.flags.values(), key=lambda f: f.key)

@@ -13,6 +13,7 @@ models nested anywhere inside an answer are summarised by the same table.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ def shape(model: BaseModel, detail: Detail) -> dict[str, Any]:
 
 def _shape(model: BaseModel, data: dict[str, Any], summary: bool) -> None:
     plan = _plan(type(model))
-    if summary:
-        data.update(plan.omitted)
+    if summary and plan.omitted:
+        # A copy: the emptied values are shared by every answer of the model.
+        data.update(copy.deepcopy(plan.omitted))
     for name in plan.nested:
         if summary and name in plan.omitted:
             continue
