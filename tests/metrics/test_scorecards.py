@@ -90,6 +90,32 @@ async def test_a_well_kept_service_stops_where_its_first_gap_is(store: Store) ->
     assert next(r for r in result.rules if r.rule == "tier-1-kill-switches").passed
 
 
+async def test_a_service_answers_for_the_overdue_tasks_of_its_incidents_and_their_reviews(
+    store: Store,
+) -> None:
+    review = {
+        "apiVersion": "resilience/v1",
+        "kind": "Postmortem",
+        "metadata": {"name": "PM-1"},
+        "spec": {"incident": "INC-1", "summary": "Review of INC-1."},
+    }
+    via_review = task("rt-via-review", "team-a", "open", "2026-02-21T00:00:00Z")
+    via_review["spec"] = {**via_review["spec"], "incident": None, "postmortem": "PM-1"}
+    elsewhere = task("rt-svc-b", "team-a", "open", "2026-02-21T00:00:00Z")
+    elsewhere["spec"] = {**elsewhere["spec"], "incident": "INC-3"}
+
+    result = await score(store, "svc-a", review, via_review, elsewhere)
+    graph = await build_graph(store)
+    listed = await list_scorecard_failures(store, graph, NOW, rule="no-overdue-remediation")
+
+    overdue = next(r for r in result.rules if r.rule == "no-overdue-remediation")
+    assert "rt-via-review" in overdue.detail
+    assert "rt-svc-b" not in overdue.detail
+    # Scored one at a time or all together, a service answers for the same tasks.
+    (in_list,) = [f for f in listed.failures if f.entity == "svc-a"]
+    assert in_list.detail == overdue.detail
+
+
 async def test_a_team_without_its_own_rotation_is_not_covered_by_its_parent(store: Store) -> None:
     result = await score(store, "svc-b")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlmodel import col
 
 from resilience_mcp import models as m
@@ -186,7 +186,7 @@ async def gather_facts(
                 by_service[status.service].append(status)
         facts.slos_by_service = dict(by_service)
     if "no_overdue_remediation" in checks:
-        await _gather_overdue(store, now, facts)
+        await _gather_overdue(store, now, facts, services)
     windows = {
         str(rule.params.get("window", "90d"))
         for card in cards
@@ -198,25 +198,37 @@ async def gather_facts(
     return facts
 
 
-async def _gather_overdue(store: Store, now: datetime, facts: ScorecardFacts) -> None:
-    """Open tasks past their due date, by owning team and by the services of their incident."""
+async def _gather_overdue(
+    store: Store, now: datetime, facts: ScorecardFacts, services: frozenset[str] | None
+) -> None:
+    """Open tasks past their due date, by owning team and by the services of their incident;
+    with `services`, only the tasks whose incident touches one of them."""
     t, pm = m.RemediationTask, m.Postmortem
-    async with store.session() as session:
-        result = await session.execute(
-            select(
-                col(t.name),
-                col(t.owner),
-                col(t.priority),
-                col(t.due_date),
-                col(t.incident),
-                col(t.postmortem),
-            ).where(
-                col(t.status).in_(OPEN_TASK_STATUSES),
-                col(t.due_date).is_not(None),
-                col(t.due_date) < now,
+    query = select(
+        col(t.name),
+        col(t.owner),
+        col(t.priority),
+        col(t.due_date),
+        col(t.incident),
+        col(t.postmortem),
+    ).where(
+        col(t.status).in_(OPEN_TASK_STATUSES),
+        col(t.due_date).is_not(None),
+        col(t.due_date) < now,
+    )
+    if services is not None:
+        touching = select(col(m.IncidentLink.incident)).where(
+            col(m.IncidentLink.kind) == "service", col(m.IncidentLink.target).in_(services)
+        )
+        reviewed = select(col(pm.name)).where(col(pm.incident).in_(touching))
+        query = query.where(
+            or_(
+                col(t.incident).in_(touching),
+                and_(col(t.incident).is_(None), col(t.postmortem).in_(reviewed)),
             )
         )
-        rows = list(result)
+    async with store.session() as session:
+        rows = list(await session.execute(query))
         # A task filed against a postmortem concerns the postmortem's incident.
         postmortems = sorted({r[5] for r in rows if r[4] is None and r[5]})
         incident_of: dict[str, str] = {}
@@ -229,12 +241,12 @@ async def _gather_overdue(store: Store, now: datetime, facts: ScorecardFacts) ->
     def incident(row: Any) -> str | None:
         return row[4] or incident_of.get(row[5] or "")
 
-    services = await _incident_services(store, {i for r in rows if (i := incident(r))})
+    touched = await _incident_services(store, {i for r in rows if (i := incident(r))})
     for row in rows:
         task = OverdueTask(row[0], row[1], row[2], row[3] or now)
         if task.owner:
             facts.overdue_by_team.setdefault(task.owner, []).append(task)
-        for service in services.get(incident(row) or "", ()):
+        for service in touched.get(incident(row) or "", ()):
             facts.overdue_by_service.setdefault(service, []).append(task)
 
 
