@@ -277,7 +277,7 @@ class FlagOrder:
 
 def flag_order(graph: CatalogGraph) -> FlagOrder:
     """The graph's flags in the order lists show them, made on first use."""
-    found: FlagOrder | None = graph.derived.get("flags_by_key")
+    found: FlagOrder | None = graph.derived.get("flag_order")
     if found is None:
         flags = sorted(graph.flags.values(), key=lambda f: f.key)
         found = FlagOrder(
@@ -286,7 +286,7 @@ def flag_order(graph: CatalogGraph) -> FlagOrder:
             rank={f.name: 0 if f.purpose == "kill-switch" else 1 for f in flags},
             key={f.name: f.key for f in flags},
         )
-        graph.derived["flags_by_key"] = found
+        graph.derived["flag_order"] = found
     return found
 
 

@@ -13,7 +13,6 @@ models nested anywhere inside an answer are summarised by the same table.
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,9 +66,10 @@ def shape(model: BaseModel, detail: Detail) -> dict[str, Any]:
 
 def _shape(model: BaseModel, data: dict[str, Any], summary: bool) -> None:
     plan = _plan(type(model))
-    if summary and plan.omitted:
-        # A copy: the emptied values are shared by every answer of the model.
-        data.update(copy.deepcopy(plan.omitted))
+    if summary:
+        for name, empty in plan.omitted.items():
+            # An empty list or dict of its own: the plan's is shared by every answer.
+            data[name] = type(empty)() if isinstance(empty, (list, dict)) else empty
     for name in plan.nested:
         if summary and name in plan.omitted:
             continue
